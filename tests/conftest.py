@@ -1,0 +1,38 @@
+"""Shared fixtures: offline environment, tiny models of every family, a local lmms-eval task."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.tiny_models import FAMILIES, build_family  # noqa: E402
+from tests.local_task import write_count_task  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Datasets' cache in a temporary folder, so tests never read or pollute the user's."""
+    os.environ["HF_DATASETS_CACHE"] = str(tmp_path_factory.mktemp("hf_datasets_cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Saved tiny random models, one per family, by family name."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {family: build_family(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def count_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a local generate_until task ``visheads_count_test`` and its data."""
+    return write_count_task(tmp_path_factory.mktemp("local_task"))
