@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 from transformers import PretrainedConfig
 
-from visheads_eval.errors import VisheadsError
+from visheads_eval.errors import VisheadsError, did_you_mean
 
 _HEAD_NAME = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
 
@@ -73,3 +73,31 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     """The language model's self-attention modules, indexed by layer."""
     decoder = model.get_decoder()
     return [layer.self_attn for layer in decoder.layers]
+
+
+STAGES = ("early", "mid", "late")
+
+# The paper's own splits of the layers into thirds (section 5.1). Other depths split at n//3 and 2n//3.
+_PAPER_STAGE_BOUNDS = {32: (10, 20), 40: (13, 27)}
+
+
+def stage_bounds(n_layers: int) -> tuple[int, int]:
+    """First layer of the mid and of the late stage: early = [0, a), mid = [a, b), late = [b, n)."""
+    if n_layers < 3:
+        raise VisheadsError(f"a model with {n_layers} layers cannot be split into early, mid and late stages")
+    return _PAPER_STAGE_BOUNDS.get(n_layers, (n_layers // 3, 2 * n_layers // 3))
+
+
+def stage_layers(stage: str, n_layers: int) -> range:
+    """The layers of ``stage`` (``early``, ``mid`` or ``late``) in a model of ``n_layers`` layers."""
+    a, b = stage_bounds(n_layers)
+    bounds = {"early": (0, a), "mid": (a, b), "late": (b, n_layers)}
+    if stage not in bounds:
+        raise VisheadsError(f"unknown stage '{stage}'{did_you_mean(stage, STAGES)}; stages are {', '.join(STAGES)}")
+    return range(*bounds[stage])
+
+
+def stage_of(layer: int, n_layers: int) -> str:
+    """The stage that ``layer`` belongs to."""
+    a, b = stage_bounds(n_layers)
+    return "early" if layer < a else "mid" if layer < b else "late"
