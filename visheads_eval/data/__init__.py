@@ -1,0 +1,1 @@
+"""Data for the tasks: PointQA docs and prompts, the synthetic PointQA generator, local benchmark copies."""
