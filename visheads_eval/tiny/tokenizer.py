@@ -1,7 +1,8 @@
 """A word-level tokenizer over a closed vocabulary, built offline.
 
-Words are lower-cased, split on whitespace and punctuation, and digits are single tokens, so an
-answer such as "3" is exactly one token. Unknown words map to ``<unk>``.
+Words are lower-cased, split on whitespace and punctuation, and digits and punctuation marks are
+single tokens, so an answer such as "3" is exactly one token and "]." is two. Unknown words map to
+``<unk>``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ def build_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
     core = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
+        [
+            pre_tokenizers.Whitespace(),
+            pre_tokenizers.Punctuation(behavior="isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
     )
     core.decoder = decoders.WordPiece(prefix="##")
     core.post_processor = processors.TemplateProcessing(
