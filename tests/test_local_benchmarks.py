@@ -160,7 +160,7 @@ def _lowercase_answers(samples: list[dict]) -> list[str]:
 def _mmbench(samples: list[dict], rows: list[dict]) -> float:
     """Static MMBench: right when exactly one option's text is in the answer and it is the answer's."""
     hits = []
-    for sample, answer in zip(samples, _lowercase_answers(samples)):
+    for sample, answer in zip(samples, _lowercase_answers(samples), strict=True):
         row = rows[sample["doc_id"]]
         named = [letter for letter in "ABCD" if row[letter] is not None and row[letter].lower() in answer]
         hits.append(named == [row["answer"]])
@@ -175,11 +175,11 @@ def _seed(samples: list[dict]) -> float:
 def _qbench(samples: list[dict], rows: list[dict]) -> float:
     """Q-Bench: an option's text in an answer of more than five words (the last one named wins), else the seeded guess."""
     right = 0
-    for sample, answer in zip(samples, _lowercase_answers(samples)):
+    for sample, answer in zip(samples, _lowercase_answers(samples), strict=True):
         row = rows[sample["doc_id"]]
         options = [row[f"option{i}"] for i in range(4) if row[f"option{i}"] != "N/A"]
         letters = "ABCD"[: len(options)]
-        named = [(answer.rfind(o.lower()), letter) for o, letter in zip(options, letters) if o.lower() in answer]
+        named = [(answer.rfind(o.lower()), letter) for o, letter in zip(options, letters, strict=True) if o.lower() in answer]
         if named and len(answer.split()) > 5:
             guess = max(named)[1]
         else:

@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 # Modules of this package that define ``visheads data`` subcommands, in the order ``--help`` lists them.
-DATA_SUBCOMMAND_MODULES: tuple[str, ...] = ("data_benchmark",)
+DATA_SUBCOMMAND_MODULES: tuple[str, ...] = ("data_pointqa", "data_benchmark")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
