@@ -125,6 +125,7 @@ def test_answer_position_without_a_decoding_step_is_reported(tiny_models: dict[s
     model = _load(tiny_models["llava_llama"], "sdpa")
     with torch.inference_mode(), HeadRecorder(model, position="answer") as recorder:
         model(**_inputs(tiny_models["llava_llama"]))
+    assert not recorder.complete
     with pytest.raises(VisheadsError, match=r"position='answer' needs model.generate\(..., max_new_tokens>=2\)"):
         recorder.stats
 

@@ -123,6 +123,11 @@ class HeadRecorder:
         return output
 
     @property
+    def complete(self) -> bool:
+        """Whether every batch recorded its query position in every layer."""
+        return bool(self._batches) and all(len(b.layers) == self.shape.n_layers for b in self._batches)
+
+    @property
     def stats(self) -> dict[str, np.ndarray]:
         """Statistic name -> ``(batch, n_layers, n_heads)`` array over every batch recorded so far."""
         per_batch = [self._stack_layers(index, batch) for index, batch in enumerate(self._batches)]
