@@ -1,16 +1,21 @@
-"""Mask specs: validation, resolution to heads (top / random / others, k, seed), the shipped grid."""
+"""Mask specs: validation, resolution to heads (top / random / others, k, seed), the shipped grid, `visheads masks`."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from transformers import LlamaConfig, LlavaConfig
 
+from visheads_eval.cli import main as visheads_main
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import Head, HeadShape, stage_of
 from visheads_eval.masking.specs import resolve_mask
@@ -367,3 +372,71 @@ def test_to_json_is_the_results_entry(rankings: dict[int, Path]) -> None:
     assert entry["name"] == "early_random10" and entry["seed"] == 0 and len(entry["heads"]) == 10
     assert entry["spec"]["select"] == {"stage": "early", "order": "random", "k": 10}
     assert entry["ranking"] is None  # a random draw reads no ranking
+
+
+# --- `visheads masks` -----------------------------------------------------------------------------------
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        visheads_main(["masks", *argv])
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def test_cli_lists_and_validates_the_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli([], capsys)
+    assert code == 0 and err == ""
+    listed = {line.split()[0] for line in out.splitlines()[1:]}
+    assert listed == set(GRID)
+    assert "Top 20 heads of the early third" in out
+    folder = tmp_path / "mine"
+    write_spec(folder, "probe", "description: my probe\nselect: {stage: late, order: random, k: 3}\n")
+    write_spec(folder, "early_top20", "heads: [L1H1]\n")
+    code, out, err = run_cli(["--mask-dir", str(folder)], capsys)
+    assert code == 0 and "my probe" in out and "overrides shipped" in out
+    write_spec(folder, "broken", "select: {stage: early, order: top, k: 20}\nmdoe: zero\n")
+    code, out, err = run_cli(["--mask-dir", str(folder)], capsys)
+    assert code == 2
+    expected = (f"visheads: error: mask spec {folder / 'broken.yaml'}: unknown key 'mdoe' (did you mean 'mode'?); "
+                "keys are description, select, heads, seed, mode, means")
+    assert err.strip().splitlines() == [expected]
+    assert "probe" in out  # the valid specs are still listed
+
+
+def test_cli_resolves_specs_for_a_config_without_weights(tmp_path: Path, rankings: dict[int, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir = tmp_path / "model"
+    LlavaConfig(text_config=LlamaConfig(num_hidden_layers=32, num_attention_heads=32, hidden_size=256)).save_pretrained(model_dir)
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json"]
+    code, out, err = run_cli(["early_top10", "L2H5+L10H3", "--pretrained", str(model_dir), "--ranking", str(rankings[32])], capsys)
+    assert code == 0, err
+    rows = {line.split()[0]: line.split() for line in out.splitlines()}
+    assert set(rows["early_top10"][4:]) == {"L3H7", "L9H31", "L0H0"} | {f"L9H{h}" for h in range(24, 31)}
+    assert rows["L2H5+L10H3"][4:] == ["L2H5", "L10H3"]
+    assert f"ranking: {rankings[32].resolve()}" in out
+    code, out, err = run_cli(["early_random20", "--layers", "40", "--heads", "40", "--json"], capsys)
+    assert code == 0
+    (entry,) = json.loads(out)
+    assert set(entry["heads"]) == numpy_draw(layer_major(range(13), 40), 20, 0)
+
+
+def test_cli_exits_2_with_one_line_per_invalid_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(["early_top20", "late_random10", "--layers", "6", "--heads", "8"], capsys)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("visheads: error: mask 'early_top20'") and "needs a ranking" in line
+    assert "late_random10" in out
+    code, out, err = run_cli(["--layers", "6"], capsys)
+    assert code == 2 and err.strip() == "visheads: error: --layers and --heads go together: give both (or --pretrained PATH)"
+    code, out, err = run_cli(["--pretrained", "/no/such/model"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot read the config of --pretrained /no/such/model" in err
+
+
+def test_visheads_masks_console_script(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([str(Path(sys.executable).parent / "visheads"), "masks", "early_top20", "--layers", "3", "--heads", "4",
+                           "--ranking", str(tmp_path / "r.csv")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "ranking file" in done.stderr and "does not exist" in done.stderr
