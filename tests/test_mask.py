@@ -16,7 +16,7 @@ from tests.tiny_models import FAMILIES
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import Head, HeadShape, attention_modules
-from visheads_eval.masking import HeadMask
+from visheads_eval import HeadMask
 from visheads_eval.masking.means import HeadMeans, load_means, save_means
 
 HEADS = [Head(0, 1), Head(1, 3), Head(2, 0)]

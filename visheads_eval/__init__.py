@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
 
         return HeadRecorder
     if name == "HeadMask":
-        from visheads_eval.masking import HeadMask
+        from visheads_eval.masking.ablation import HeadMask
 
         return HeadMask
     raise AttributeError(f"module 'visheads_eval' has no attribute {name!r}")

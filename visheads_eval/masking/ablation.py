@@ -36,8 +36,7 @@ from visheads_eval.capture.rows import visible
 from visheads_eval.errors import VisheadsError, did_you_mean
 from visheads_eval.heads import Head, HeadShape, attention_modules
 from visheads_eval.kernel import KernelCall, KernelOutput, intercept_attention
-
-MODES = ("zero", "mean", "uniform")
+from visheads_eval.masking.schema import MODES
 
 
 class HeadMask:
