@@ -116,6 +116,11 @@ class Records:
         return [shard.path for shard in self._shards.files]
 
     @property
+    def ranks(self) -> list[int]:
+        """The ranks (processes) that wrote shards, sorted."""
+        return sorted({shard.rank for shard in self._shards.files})
+
+    @property
     def tasks(self) -> list[str]:
         """The tasks present, sorted."""
         return sorted(self.meta["task"].unique())
