@@ -76,3 +76,14 @@ def test_an_unreadable_folder_exits_2_with_one_line(tmp_path: Path, capsys: pyte
     assert _run(["records", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"visheads: error: record shard {shard} is truncated or corrupted")
+
+
+def test_duplicates_are_reported_but_not_a_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _folder(tmp_path / "rec")
+    with RecordWriter(folder, run=RUN, n_layers=L, n_heads=H, rank=0) as writer:
+        writer.add(RecordKey("pope", "test", 0), _sound(np.random.default_rng(9)), n_keys=20, n_image_tokens=5, n_region_tokens=1, answer="no")
+    with pytest.warns(UserWarning, match="dropped 1 extra copies"):
+        assert _run(["records", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "  pope/test: 4 samples, 3 with a region\n" in out
+    assert "  1 duplicate copies dropped (earliest kept; 1 differ in answer, token counts, box or image size)\n" in out

@@ -55,5 +55,5 @@ def summary(records: Records) -> str:
         lines.append(f"  {task}/{split}: {len(regions)} samples, {int(regions.sum())} with a region")
     if len(records.duplicates):
         differing = int((~records.duplicates["identical"]).sum())
-        lines.append(f"  {len(records.duplicates)} duplicate copies dropped (earliest kept; {differing} differ in answer or token counts)")
+        lines.append(f"  {len(records.duplicates)} duplicate copies dropped (earliest kept; {differing} differ in answer, token counts, box or image size)")
     return "\n".join(lines)
