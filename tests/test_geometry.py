@@ -28,6 +28,7 @@ from transformers import (
     LlavaProcessor,
     VipLlavaConfig,
 )
+from transformers.image_utils import SizeDict
 
 from tests.tiny_models import FAMILIES, GRID_PINPOINTS, WORDS
 from visheads_eval.errors import VisheadsError
@@ -55,10 +56,10 @@ def make_config(model: str, image_size: int, pinpoints=None, strategy: str = "de
     return LlavaConfig(vision_feature_select_strategy=strategy, **common)
 
 
-def clip_processor(image_size: int, strategy: str = "default") -> LlavaProcessor:
+def clip_processor(image_size: int, strategy: str = "default", shortest_edge: int | None = None) -> LlavaProcessor:
     """llava-hf/llava-1.5's own setup: a CLIP image processor (resize shortest edge, centre crop)."""
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        size={"shortest_edge": shortest_edge or image_size}, crop_size={"height": image_size, "width": image_size}
     )
     return LlavaProcessor(
         image_processor=image_processor, tokenizer=TOKENIZER, patch_size=14,
@@ -70,6 +71,8 @@ CASES = {
     # name: (processor, config); tiny ones are 56 px / 14 px patches = 4 x 4 base tokens
     "crop": (build_llava_processor(TOKENIZER, image_size=56, patch_size=14), make_config("llava", 56)),
     "clip_crop": (clip_processor(56), make_config("llava", 56)),
+    # resize to 40 then "crop" 56: the centre crop pads the image instead
+    "small_crop": (clip_processor(56, shortest_edge=40), make_config("llava", 56)),
     "pad": (
         build_llava_processor(TOKENIZER, image_size=56, patch_size=14, pad_to_square=True), make_config("llava", 56)
     ),
@@ -120,6 +123,16 @@ def test_resize_and_centre_crop_by_hand(case: str) -> None:
     # Crop 56 from 93: top = (93 - 56) // 2 = 18 (the odd pixel is cut at the bottom).
     # Box [0, 0, 60, 35]: x -> [0, 56] all cols; y [0, 35] -> [0, 32.55] - 18 -> [0, 14.55] -> rows 0, 1.
     assert tokens([0, 0, 60, 35], (60, 100), case) == set(range(8))
+
+
+def test_centre_crop_of_a_smaller_image_pads_it_by_hand() -> None:
+    # Image 112 x 84, shortest edge -> 40: height 40, width int(40 * 112/84) = int(53.33) = 53.
+    # "Crop" to 56 x 56 pads: PIL puts ceil(16 / 2) = 8 rows on top and ceil(3 / 2) = 2 columns on the left
+    # (torchvision would put the odd column on the right: 1). x' = x * 53/112 + 2, y' = y * 40/84 + 8.
+    # Box [0, 0, 56, 10]: x [0, 26.5] + 2 -> [2, 28.5] -> cols 0, 1, 2; y [0, 4.76] + 8 -> row 0.
+    assert tokens([0, 0, 56, 10], (112, 84), "small_crop") == {0, 1, 2}
+    # Box [0, 76, 112, 8]: y [36.19, 40] + 8 -> [44.19, 48] -> row 3; x [2, 55] -> all cols.
+    assert tokens([0, 76, 112, 8], (112, 84), "small_crop") == {12, 13, 14, 15}
 
 
 def test_min_overlap_keeps_patches_covered_enough_by_hand() -> None:
@@ -296,7 +309,7 @@ def compare_with_pixels(case: str, size, bbox) -> tuple[int, int]:
     return clear, int(patches.sum()) - clear
 
 
-@pytest.mark.parametrize("case", ["crop", "clip_crop", "pad", "anyres"])
+@pytest.mark.parametrize("case", ["crop", "clip_crop", "small_crop", "pad", "anyres"])
 def test_mask_matches_painted_boxes_through_the_processor(case: str) -> None:
     rng = np.random.default_rng(0)
     clear = unclear = in_patches = 0
@@ -397,3 +410,23 @@ def test_mismatched_or_unsupported_processors_are_named() -> None:
         image_token_count((112, 84), CASES["anyres"][0], make_config("llava_next", 56, [[56, 56]]))
     with pytest.raises(VisheadsError, match="has no image_processor"):
         image_token_count((112, 84), TOKENIZER, config)
+
+
+class _CustomImageProcessor(CLIPImageProcessorPil):
+    """An image processor with its own pipeline, which region geometry cannot know."""
+
+    def _preprocess(self, images, **kwargs):
+        return super()._preprocess(images, **kwargs)
+
+
+def test_unknown_image_processing_is_refused() -> None:
+    processor = LlavaProcessor(
+        image_processor=_CustomImageProcessor(), tokenizer=TOKENIZER, patch_size=14,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+    )
+    with pytest.raises(VisheadsError, match="unsupported image processor _CustomImageProcessor"):
+        region_token_mask([0, 0, 10, 10], (112, 84), processor, make_config("llava", 56))
+    processor = clip_processor(56)
+    processor.image_processor.size = SizeDict(max_pixels=4000)
+    with pytest.raises(VisheadsError, match="unsupported image processor size"):
+        image_token_count((112, 84), processor, make_config("llava", 56))
