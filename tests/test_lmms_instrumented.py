@@ -143,3 +143,32 @@ def test_bad_instrumentation_args_fail_before_loading(deep_model: Path, count_ta
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
+
+
+def test_answer_position_when_generation_stops_after_one_token(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
+    """With one new token there is no decoding step; the record comes from prompt + that token."""
+    task_dir = tmp_path / "one_token_task"
+    task_dir.mkdir()
+    (task_dir / "utils.py").write_text((count_task / "utils.py").read_text())
+    yaml = (count_task / f"{TASK_NAME}.yaml").read_text()
+    (task_dir / "one_token.yaml").write_text(yaml.replace(f"task: {TASK_NAME}", "task: visheads_one_token").replace("max_new_tokens: 3", "max_new_tokens: 1"))
+    pretrained = tiny_models["llava_llama"]
+    code = runner.run(["--model", "llava_visheads", "--model_args", f"pretrained={pretrained},record={tmp_path / 'rec'}",
+                       "--tasks", "visheads_one_token", "--include_path", str(task_dir), "--output_path", str(tmp_path / "out")])
+    assert code == 0
+    records = load_records(tmp_path / "rec")
+    assert len(records) == 6
+
+    doc = json.loads((count_task / "docs.jsonl").read_text().splitlines()[0])
+    model = AutoModelForImageTextToText.from_pretrained(pretrained, attn_implementation="eager").eval()
+    processor = AutoProcessor.from_pretrained(pretrained)
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True)
+    inputs = processor(images=[Image.open(doc["image_path"]).convert("RGB")], text=text, return_tensors="pt")
+    with torch.inference_mode():
+        first = model.generate(**inputs, max_new_tokens=1, do_sample=False)
+        attentions = model(input_ids=first, pixel_values=inputs["pixel_values"], output_attentions=True).attentions
+    image = (first[0] == model.config.image_token_id).numpy()
+    expected = np.stack([a[0, :, -1, :].numpy() for a in attentions])[:, :, image].sum(-1)  # (layer, head)
+    row = int(np.flatnonzero(records.meta["doc_id"].to_numpy() == 0)[0])
+    assert records.meta["n_keys"][row] == first.shape[1]
+    np.testing.assert_allclose(records.stat("image_attn")[row], expected, atol=1e-5)
