@@ -27,6 +27,7 @@ from visheads_eval.data.pointqa_task import (
 from visheads_eval.data.task_folders import POINTQA_DATA, copy_pointqa_tasks
 from visheads_eval.errors import VisheadsError
 from visheads_eval.lmms import runner
+from visheads_eval.records import load_records
 from visheads_eval.resources import tasks_dir
 
 BIN = Path(sys.executable).parent
@@ -118,7 +119,7 @@ def _first_count(answer: str) -> int | None:
     return int(match.group()) if match else None
 
 
-def test_all_six_tasks_run_through_lmms_eval_on_a_task_folder(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+def test_all_six_tasks_run_through_lmms_eval_on_a_task_folder_and_record_their_regions(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "tasks" / "pointqa"
     folder.mkdir(parents=True)
     copy_pointqa_tasks(folder)
@@ -131,7 +132,7 @@ def test_all_six_tasks_run_through_lmms_eval_on_a_task_folder(tiny_models: dict[
         [
             str(BIN / "lmms_eval"),
             "--model", "llava_visheads",
-            "--model_args", f"pretrained={tiny_models['llava_llama']}",
+            "--model_args", f"pretrained={tiny_models['llava_llama']},record={tmp_path / 'records'}",
             "--tasks", "pointqa",
             "--include_path", str(folder),
             "--output_path", str(out),
@@ -164,6 +165,15 @@ def test_all_six_tasks_run_through_lmms_eval_on_a_task_folder(tiny_models: dict[
         all_scores += scores
     assert results["results"]["pointqa"]["pointqa_acc,none"] == pytest.approx(sum(all_scores) / len(all_scores))
     assert numbers_given > 0, "the tiny model never answered with a number: the scoring was not exercised"
+
+    # llava_visheads reads each doc's box (and the image it is given) to record region attention.
+    meta = load_records(tmp_path / "records", progress=False).meta
+    assert sorted(set(meta["task"])) == sorted(TASKS) and len(meta) == len(TASKS) * len(docs)
+    for row in meta.itertuples():
+        doc = docs[row.doc_id]
+        assert list(row.bbox) == doc["bbox"]
+        assert (row.image_width, row.image_height) == (doc["image_width"], doc["image_height"])
+        assert 0 < row.n_region_tokens < row.n_image_tokens
 
 
 def test_a_task_folder_without_its_data_fails_before_loading_a_model(tiny_models: dict[str, Path], tmp_path: Path) -> None:
