@@ -84,6 +84,7 @@ class HeadMaps:
     n_without_image: int
     maps: dict[str, np.ndarray] = field(repr=False)
     params: ScoreParams = ScoreParams()
+    sources: tuple[str, ...] = ()  # the record folders the samples came from
 
     @property
     def n_layers(self) -> int:
