@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.analysis_files import write_run
+from visheads_eval.analysis.synthetic import write_results
 from visheads_eval.cli import main
 from visheads_eval.heads import HeadShape
 from visheads_eval.ranking import read_ranking
@@ -93,13 +93,30 @@ def test_rank_options_and_pooled_tasks(folders, tmp_path, capsys) -> None:
 def test_rank_correct_only_uses_the_samples_file_of_the_recording_run(folders, tmp_path, capsys) -> None:
     correct = [i % 3 != 0 for i in range(12)]  # docs 0, 3, 6, 9 answered wrongly
     samples = [{"pope_accuracy": {"question_id": i, "score": float(c), "prediction": "yes", "ground_truth": "yes"}} for i, c in enumerate(correct)]
-    write_run(tmp_path / "out", "20250101_000000", "org/model-a", {"pope": {"pope_accuracy": 8 / 12}},
+    write_results(tmp_path / "out", "20250101_000000", "org/model-a", {"pope": {"pope_accuracy": 8 / 12}},
               samples={"pope": samples}, record_dir=str(folders["a"]))
     code, out, err = visheads(capsys, "rank", folders["a"], "--task", "pope", "--correct-only", tmp_path / "out", "--out", tmp_path / "r")
     assert code == 0, err
     table = pd.read_csv(tmp_path / "r" / "org__model-a.csv").sort_values(["layer", "head"])
     assert table["n_samples"].eq(8).all()
     np.testing.assert_allclose(table["score"], expected_scores(folders["a"], "pope", np.array(correct)).ravel(), rtol=1e-9)
+
+
+def test_one_model_in_several_folders(folders, tmp_path, capsys) -> None:
+    # model-a's pope samples recorded by a second run into another folder: the maps average both.
+    more = write_synthetic_records(tmp_path / "more", model="org/model-a", n_layers=6, n_heads=4, n_samples=12, tasks=("seedbench",),
+                                   seed=9, n_image_tokens=32)
+    code, _, err = visheads(capsys, "rank", folders["a"], more, "--task", "pope", "--task", "seedbench", "--out", tmp_path / "r")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "r" / "org__model-a.csv").sort_values(["layer", "head"])
+    both = np.concatenate([load_records(f, progress=False).filter(tasks=t).stat("image_attn") for f, t in ((folders["a"], "pope"), (more, "seedbench"))])
+    np.testing.assert_allclose(table["image_attn"], both.astype(float).mean(axis=0).ravel(), rtol=1e-9)
+    assert table["n_samples"].eq(24).all()
+    again = tmp_path / "again"
+    shutil.copytree(folders["a"], again)
+    code, _, err = visheads(capsys, "rank", folders["a"], again, "--out", tmp_path / "r2")
+    assert code == 2 and "24 samples were recorded in more than one folder (e.g. pointqa_visual_general/test/0 in" in error_line(err)
+    assert not (tmp_path / "r2").exists()
 
 
 def test_compare_writes_correlations_and_emds(folders, tmp_path, capsys) -> None:
@@ -130,7 +147,7 @@ def test_compare_rankings_without_records(folders, tmp_path, capsys) -> None:
 
 
 def test_plot_writes_every_figure(folders, tmp_path, capsys) -> None:
-    write_run(tmp_path / "out", "20250101_000000", "org/model-a", {"pope": {"pope_accuracy": 0.8527}})
+    write_results(tmp_path / "out", "20250101_000000", "org/model-a", {"pope": {"pope_accuracy": 0.8527}})
     code, out, err = visheads(capsys, "plot", folders["a"], folders["a2"], folders["b"], "--results", tmp_path / "out", "--out", tmp_path / "fig")
     assert code == 0, err
     stems = ["heatmap_image_attn", "heatmap_region_attn", "attention_vs_concentration", "layers_pointqa_visual_general", "layers_pope",
@@ -143,8 +160,8 @@ def test_plot_writes_every_figure(folders, tmp_path, capsys) -> None:
 
 
 def test_leaderboard_command(tmp_path, capsys) -> None:
-    write_run(tmp_path / "out", "20250101_000000", "m", {"pope": {"pope_accuracy": 0.85}})
-    write_run(tmp_path / "out", "20250102_000000", "m", {"pope": {"pope_accuracy": 0.60}}, mask="early_top20", heads=["L0H1"])
+    write_results(tmp_path / "out", "20250101_000000", "m", {"pope": {"pope_accuracy": 0.85}})
+    write_results(tmp_path / "out", "20250102_000000", "m", {"pope": {"pope_accuracy": 0.60}}, mask="early_top20", heads=["L0H1"])
     code, out, err = visheads(capsys, "leaderboard", tmp_path / "out", "--out", tmp_path / "lb")
     assert code == 0, err
     table = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.analysis_files import write_run
+from visheads_eval.analysis.synthetic import write_results
 from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdown
 from visheads_eval.analysis.results import correct_docs, find_runs, is_correct, primary_metric, read_run
 from visheads_eval.errors import VisheadsError
@@ -21,13 +21,13 @@ def _paper_runs(output: Path) -> None:
     """Runs shaped like the paper's Table 3 (1.5-7b: MMBench 75.44, POPE 85.27, QBench 63.37)."""
     base = {"pope": {"pope_accuracy": 0.8527, "pope_f1_score": 0.86}, "mmbench_en_dev_static": {"gpt_eval_score": 75.44},
             "qbench_dev": {"qbench_acc": 0.6337}}
-    write_run(output, "20250101_000000", M7, base)
-    write_run(output, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.5706, "pope_f1_score": 0.5}, "mmbench_en_dev_static": {"gpt_eval_score": 51.01},
+    write_results(output, "20250101_000000", M7, base)
+    write_results(output, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.5706, "pope_f1_score": 0.5}, "mmbench_en_dev_static": {"gpt_eval_score": 51.01},
                                               "qbench_dev": {"qbench_acc": 0.4251}}, mask="early_top20", heads=["L1H2", "L3H4"])
-    write_run(output, "20250103_000000", M7, {"pope": {"pope_accuracy": 0.7806, "pope_f1_score": 0.7}, "mmbench_en_dev_static": {"gpt_eval_score": 68.88},
+    write_results(output, "20250103_000000", M7, {"pope": {"pope_accuracy": 0.7806, "pope_f1_score": 0.7}, "mmbench_en_dev_static": {"gpt_eval_score": 68.88},
                                               "qbench_dev": {"qbench_acc": 0.5823}}, mask="late_top20", heads=["L25H0"])
-    write_run(output, "20250104_000000", M16, {"pope": {"pope_accuracy": 0.7967}})
-    write_run(output, "20250105_000000", M16, {"pope": {"pope_accuracy": 0.6909}}, mask="early_top20", heads=["L0H1"])
+    write_results(output, "20250104_000000", M16, {"pope": {"pope_accuracy": 0.7967}})
+    write_results(output, "20250105_000000", M16, {"pope": {"pope_accuracy": 0.6909}}, mask="early_top20", heads=["L0H1"])
 
 
 def test_values_and_drops_in_points(tmp_path: Path) -> None:
@@ -61,10 +61,10 @@ def test_markdown_and_latex(tmp_path: Path) -> None:
 
 
 def test_newest_run_wins_and_missing_baseline_leaves_the_drop_empty(tmp_path: Path) -> None:
-    write_run(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.80}})
-    write_run(tmp_path, "20250109_000000", M7, {"pope": {"pope_accuracy": 0.85}})  # a rerun
-    write_run(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.60}}, mask="early_top20", heads=["L0H0"])
-    write_run(tmp_path, "20250102_000000", M16, {"pope": {"pope_accuracy": 0.60}}, mask="early_top20", heads=["L0H0"])
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.80}})
+    write_results(tmp_path, "20250109_000000", M7, {"pope": {"pope_accuracy": 0.85}})  # a rerun
+    write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.60}}, mask="early_top20", heads=["L0H0"])
+    write_results(tmp_path, "20250102_000000", M16, {"pope": {"pope_accuracy": 0.60}}, mask="early_top20", heads=["L0H0"])
     table = leaderboard(find_runs([tmp_path]))
     drops = table.set_index(["model", "mask"])["drop"]
     assert drops[(M7, "early_top20")] == pytest.approx(25.0)
@@ -73,8 +73,8 @@ def test_newest_run_wins_and_missing_baseline_leaves_the_drop_empty(tmp_path: Pa
 
 
 def test_masked_run_without_the_visheads_block_has_unknown_heads(tmp_path: Path) -> None:
-    write_run(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.8}}, block=False)
-    write_run(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.7}}, mask="early_top20", block=False)
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.8}}, block=False)
+    write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.7}}, mask="early_top20", block=False)
     run = read_run(next(tmp_path.rglob("20250102_000000_results.json")))
     assert run.model == M7 and run.mask == "early_top20" and run.heads is None
     table = leaderboard(find_runs([tmp_path]))
@@ -84,8 +84,8 @@ def test_masked_run_without_the_visheads_block_has_unknown_heads(tmp_path: Path)
 
 
 def test_mask_that_removed_different_heads_is_an_error(tmp_path: Path) -> None:
-    write_run(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.7}}, mask="early_top20", heads=["L0H0"])
-    write_run(tmp_path, "20250102_000000", M7, {"qbench_dev": {"qbench_acc": 0.5}}, mask="early_top20", heads=["L0H1"])
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.7}}, mask="early_top20", heads=["L0H0"])
+    write_results(tmp_path, "20250102_000000", M7, {"qbench_dev": {"qbench_acc": 0.5}}, mask="early_top20", heads=["L0H1"])
     with pytest.raises(VisheadsError, match="mask 'early_top20' of llava-hf/llava-1.5-7b-hf removed different heads"):
         leaderboard(find_runs([tmp_path]))
 
@@ -100,13 +100,13 @@ def test_metric_choice_and_override(tmp_path: Path) -> None:
         primary_metric("foo", ["bleu", "rouge"])
     with pytest.raises(VisheadsError, match="no metric 'pope_f1' \\(did you mean 'pope_f1_score'\\?\\)"):
         primary_metric("pope", ["pope_accuracy", "pope_f1_score"], {"pope": "pope_f1"})
-    write_run(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.8, "pope_f1_score": 0.9}})
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.8, "pope_f1_score": 0.9}})
     table = leaderboard(find_runs([tmp_path]), metrics={"pope": "pope_f1_score"})
     assert table.loc[0, "metric"] == "pope_f1_score" and table.loc[0, "value"] == pytest.approx(90.0)
 
 
 def test_fraction_metric_out_of_range_asks_for_percent(tmp_path: Path) -> None:
-    write_run(tmp_path, "20250101_000000", M7, {"pointqa": {"accuracy": 64.0}})
+    write_results(tmp_path, "20250101_000000", M7, {"pointqa": {"accuracy": 64.0}})
     with pytest.raises(VisheadsError, match="accuracy of pointqa is 64.0, not a fraction in 0..1; .* --percent-metric accuracy"):
         leaderboard(find_runs([tmp_path]))
     assert leaderboard(find_runs([tmp_path]), percent_metrics=["accuracy"]).loc[0, "value"] == pytest.approx(64.0)
@@ -142,7 +142,7 @@ def test_per_sample_correctness(tmp_path: Path) -> None:
     assert not is_correct("qbench_acc", {"id": 0, "question_concern": 0, "question_type": 1, "answer": "C", "parsed_pred": "A"})
     with pytest.raises(VisheadsError, match="per-sample correctness cannot be read from the 'gpt_eval_score' field"):
         is_correct("gpt_eval_score", {"index": 1, "prediction": "A", "answer": "A"})
-    path = write_run(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.5}},
+    path = write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.5}},
                      samples={"pope": [{"pope_accuracy": {"score": 1.0}}, {"pope_accuracy": {"score": 0.0}}]})
     assert correct_docs(read_run(path), "pope", "pope_accuracy") == {0: True, 1: False}
     with pytest.raises(VisheadsError, match="rerun lmms-eval with --log_samples"):

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import entropy
 
 from visheads_eval.analysis.ranking_table import ranking_table
-from visheads_eval.analysis.scores import ScoreParams, summarize
+from visheads_eval.analysis.scores import HeadSums, ScoreParams, summarize
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import HeadShape
 from visheads_eval.ranking import read_ranking, write_ranking
@@ -86,11 +86,24 @@ def test_missing_region_and_bad_params_are_clear_errors() -> None:
         ScoreParams(b=-0.1)
     with pytest.raises(VisheadsError, match="unknown score part 'regoin' \\(did you mean 'region'\\?\\)"):
         ScoreParams(part="regoin")
-    with pytest.raises(VisheadsError, match="none of the samples has image tokens"):
+    with pytest.raises(VisheadsError, match="m on t: none of the samples used has image tokens"):
         summarize("m", "t", image, region, conc, np.zeros(3))
     image[1, 0, 0] = np.nan
     with pytest.raises(VisheadsError, match="image_attn is NaN or infinite in 1 samples"):
         summarize("m", "t", image, region, conc, np.full(3, 9))
+
+
+def test_sums_of_parts_average_like_the_whole() -> None:
+    image, region, conc = _arrays(7, 3, 2, seed=5)
+    region[[1, 4, 5]] = image[[1, 4, 5]] / 3
+    n_image = np.array([9, 9, 0, 9, 9, 9, 9])
+    for params in (ScoreParams(), ScoreParams(part="region", k=0.5)):
+        whole = summarize("m", "t", image, region, conc, n_image, params)
+        parts = HeadSums.of(image[:3], region[:3], conc[:3], n_image[:3], params) + HeadSums.of(image[3:], region[3:], conc[3:], n_image[3:], params)
+        pooled = parts.means("m", "t", params)
+        assert (pooled.n_samples, pooled.n_region_samples, pooled.n_without_image) == (6, 3, 1)
+        for name in ("image_attn", "region_attn", "concentration", "score"):
+            np.testing.assert_allclose(pooled.maps[name], whole.maps[name], rtol=1e-12)
 
 
 def test_ranking_table_ranks_by_score_with_stable_ties(tmp_path: Path) -> None:

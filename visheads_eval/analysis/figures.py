@@ -23,6 +23,7 @@ from matplotlib import colormaps
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from visheads_eval.analysis.output import write_atomic
 from visheads_eval.analysis.scores import HeadMaps
@@ -56,6 +57,19 @@ def _figure(n_rows: int, n_cols: int, width: float = PANEL, height: float = PANE
     return fig, axes
 
 
+def _label_outer(ax, bottom: bool, left: bool, xlabel: str, ylabel: str, y_ticks: bool = False) -> None:
+    """Axis labels and tick labels on the outer panels only (panels of a grid share their scales);
+    ``y_ticks`` keeps y tick labels on every panel (when columns have different scales)."""
+    ax.tick_params(labelsize=6, labelbottom=bottom, labelleft=left or y_ticks)
+    integer = len(ax.images) > 0  # layer and head indices
+    ax.xaxis.set_major_locator(MaxNLocator(4, integer=integer))
+    ax.yaxis.set_major_locator(MaxNLocator(4, integer=integer))
+    if bottom:
+        ax.set_xlabel(xlabel, fontsize=7)
+    if left:
+        ax.set_ylabel(ylabel, fontsize=7)
+
+
 def heatmaps(maps: Sequence[HeadMaps], stat: str = "image_attn") -> Figure:
     """Layer x head heatmaps of ``stat``, a panel per model (columns) and task (rows), one colour scale."""
     models, tasks, by_key = _grid(maps)
@@ -75,9 +89,8 @@ def heatmaps(maps: Sequence[HeadMaps], stat: str = "image_attn") -> Figure:
                 ax.set_xticks([]), ax.set_yticks([])
                 continue
             image = ax.imshow(found.maps[stat], aspect="auto", cmap="viridis", norm=norm, interpolation="nearest")
-            ax.set_xlabel("head", fontsize=8)
-            ax.set_ylabel("layer", fontsize=8)
-            ax.tick_params(labelsize=7)
+            last = row == len(tasks) - 1 or (models[col], tasks[-1]) not in by_key
+            _label_outer(ax, bottom=last, left=col == 0, xlabel="head", ylabel="layer", y_ticks=True)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label=f"mean {STAT_LABELS[stat]}")
     fig.suptitle(f"Mean {STAT_LABELS[stat]} per head (layer x head)")
@@ -102,15 +115,13 @@ def attention_vs_concentration(maps: Sequence[HeadMaps], accuracy: Mapping[tuple
             acc = accuracy.get((model, task))
             ax.set_title(f"{names[model]}\n{task}" + (f" (acc {acc:.1f})" if acc is not None else ""), fontsize=8)
             ax.set_xlim(0, x_max), ax.set_ylim(0, y_max)
-            ax.set_xlabel("image attention", fontsize=8)
-            ax.set_ylabel("concentration", fontsize=8)
-            ax.tick_params(labelsize=7)
+            _label_outer(ax, bottom=row == len(tasks) - 1, left=col == 0, xlabel="image attention", ylabel="concentration")
             if found is None:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", fontsize=8, transform=ax.transAxes)
                 continue
             relative = np.repeat((np.arange(found.n_layers) + 0.5) / found.n_layers, found.n_heads)
             points = ax.scatter(found.maps["image_attn"].ravel(), found.maps["concentration"].ravel(), c=relative, cmap="plasma",
-                                norm=depth, s=4, linewidths=0)
+                                norm=depth, s=4, linewidths=0, rasterized=True)
     if points is not None:
         fig.colorbar(points, ax=axes, shrink=0.8, label="relative depth of the head's layer")
     fig.suptitle("Attention to the image vs concentration, a point per head")
@@ -141,14 +152,10 @@ def layer_scatter(maps: Sequence[HeadMaps], task: str) -> Figure:
         for m in of_task:
             if index < m.n_layers:
                 ax.scatter(m.maps["image_attn"][index], m.maps["concentration"][index], s=5, color=colours[m.model], linewidths=0,
-                           label=names[m.model])
+                           rasterized=True)
         ax.set_title(f"layer {index}", fontsize=8)
         ax.set_xlim(0, x_max), ax.set_ylim(0, y_max)
-        ax.tick_params(labelsize=6)
-        if index % n_cols == 0:
-            ax.set_ylabel("concentration", fontsize=7)
-        if index >= n_layers - n_cols:
-            ax.set_xlabel("image attention", fontsize=7)
+        _label_outer(ax, bottom=index >= n_layers - n_cols, left=index % n_cols == 0, xlabel="image attention", ylabel="concentration")
     handles = [Line2D([], [], marker="o", linestyle="", color=colours[model], label=names[model]) for model in models]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 5), fontsize=8, frameon=False)
     fig.suptitle(f"{task}: attention vs concentration per layer, a point per head")
@@ -251,7 +258,15 @@ def emd_matrices(table: pd.DataFrame) -> Figure:
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``fig`` to ``stem.png`` and ``stem.pdf`` atomically; returns the two paths."""
+    """Write ``fig`` to ``stem.png`` and ``stem.pdf`` atomically; returns the two paths.
+
+    The constrained layout is computed once and then fixed, so that both files share it (and the
+    figure is not laid out twice).
+    """
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine("none")
     written = []
     for fmt in ("png", "pdf"):
         path = Path(f"{stem}.{fmt}")

@@ -16,9 +16,11 @@ the records they came from.
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from visheads_eval.analysis.results import NO_MASK, Run, correct_docs, primary_metric, task_metrics
-from visheads_eval.analysis.scores import HeadMaps, ScoreParams, summarize
+from visheads_eval.analysis.scores import HeadMaps, HeadSums, ScoreParams
 from visheads_eval.errors import VisheadsError, did_you_mean
 from visheads_eval.heads import HeadShape
 from visheads_eval.ranking import read_ranking
@@ -97,7 +99,7 @@ def record_maps(
     if not directories:
         raise VisheadsError("give at least one record folder (the folder passed to llava_visheads as record=<dir>)")
     wanted = None if tasks is None else list(dict.fromkeys(tasks))
-    parts: dict[tuple[str, str], list[dict]] = {}  # (model, task, or "" for pooled tasks) -> pieces
+    parts: dict[tuple[str, str], list[dict]] = {}  # (model, task, or "" for pooled tasks) -> sums of each folder
     shapes = ShapeCheck()
     seen_tasks: set[str] = set()
     for directory in tqdm(directories, desc="record folders", unit="folder", disable=not progress or len(directories) < 2):
@@ -110,23 +112,23 @@ def record_maps(
         for task in records.tasks:
             if wanted is not None and task not in wanted:
                 continue
-            selected = records.filter(tasks=task)
+            selected = records if len(records.tasks) == 1 else records.filter(tasks=task)
             keep = None if correct_only is None else correct_only.keep(selected, task)
-            parts.setdefault((model, "" if pool_tasks else task), []).append({
-                "directory": directory,
-                "meta": selected.meta[["task", "split", "doc_id", "n_image_tokens"]],
-                "keep": keep,
-                **{name: selected.stat(name) for name in READ_STATS},
-            })
+            stats = [selected.stat(name) for name in READ_STATS]
+            sums = HeadSums.of(*stats, selected.meta["n_image_tokens"].to_numpy(), params, keep, f"{model} on {task} in {directory}")
+            parts.setdefault((model, "" if pool_tasks else task), []).append(
+                {"directory": directory, "keys": selected.meta[["task", "split", "doc_id"]], "sums": sums}
+            )
     if wanted is not None:
         absent = [task for task in wanted if task not in seen_tasks]
         if absent:
             raise VisheadsError(f"no samples of task '{absent[0]}'{did_you_mean(absent[0], seen_tasks)} in the record folders; they hold {', '.join(sorted(seen_tasks))}")
     maps = []
     for (model, task), pieces in parts.items():
-        pooled = "+".join(dict.fromkeys(t for piece in pieces for t in piece["meta"]["task"]))
-        summary = _summarize(model, task or pooled, pieces, params)
-        maps.append(replace(summary, sources=tuple(dict.fromkeys(str(piece["directory"]) for piece in pieces))))
+        _check_recorded_once(model, pieces)
+        pooled = "+".join(dict.fromkeys(t for piece in pieces for t in piece["keys"]["task"].unique()))
+        total = functools.reduce(operator.add, (piece["sums"] for piece in pieces))
+        maps.append(total.means(model, task or pooled, params, tuple(dict.fromkeys(str(piece["directory"]) for piece in pieces))))
     return maps
 
 
@@ -174,20 +176,16 @@ def ranking_maps(path: Path) -> HeadMaps:
     return HeadMaps(str(models[0]), task, n_samples, 0, 0, maps, sources=(str(path.resolve()),))
 
 
-def _summarize(model: str, task: str, pieces: list[dict], params: ScoreParams) -> HeadMaps:
-    if len(pieces) == 1:
-        piece = pieces[0]
-        return summarize(model, task, *(piece[name] for name in READ_STATS), piece["meta"]["n_image_tokens"].to_numpy(), params, piece["keep"])
-    meta = pd.concat([p["meta"].assign(directory=str(p["directory"])) for p in pieces], ignore_index=True)
-    twice = meta.duplicated(["task", "split", "doc_id"], keep=False)
+def _check_recorded_once(model: str, pieces: list[dict]) -> None:
+    """A sample recorded in two folders of one model would count twice: refuse it."""
+    if len(pieces) < 2:
+        return
+    keys = pd.concat([piece["keys"].assign(directory=str(piece["directory"])) for piece in pieces], ignore_index=True)
+    twice = keys.duplicated(["task", "split", "doc_id"], keep=False)
     if twice.any():
-        first = meta[twice].iloc[0]
-        folders = sorted(set(meta.loc[twice & (meta["doc_id"] == first["doc_id"]) & (meta["task"] == first["task"]), "directory"]))
+        first = keys[twice].iloc[0]
+        same = twice & (keys["task"] == first["task"]) & (keys["split"] == first["split"]) & (keys["doc_id"] == first["doc_id"])
         raise VisheadsError(
-            f"{model}: {int(twice.sum()) // 2} samples were recorded in more than one folder "
-            f"(e.g. {first['task']}/{first['split']}/{first['doc_id']} in {' and '.join(folders)}); give each sample's folder once"
+            f"{model}: {int(keys.duplicated(['task', 'split', 'doc_id']).sum())} samples were recorded in more than one folder "
+            f"(e.g. {first['task']}/{first['split']}/{first['doc_id']} in {' and '.join(keys.loc[same, 'directory'])}); give each sample's folder once"
         )
-    keeps = [p["keep"] if p["keep"] is not None else np.ones(len(p["meta"]), dtype=bool) for p in pieces]
-    stacked = [np.concatenate([p[name] for p in pieces]) for name in READ_STATS]
-    keep = None if all(p["keep"] is None for p in pieces) else np.concatenate(keeps)
-    return summarize(model, task, *stacked, meta["n_image_tokens"].to_numpy(), params, keep)

@@ -6,8 +6,8 @@ holds, for one model on one task, each head's mean over the samples, shaped ``(l
 The detection score (paper section 4.5) is, for one sample, ``Score(l, h) = sum over image tokens j of
 alpha[l, h, j] * (1 + C[l, h] * func(l))``. The concentration ``C`` belongs to the head, not to a token,
 so the sum is ``image_attn * (1 + C * func(l))``. It is computed per sample and then averaged over the
-samples, as the formula is written; ``score_from_means`` is not offered because the mean of a product is
-not the product of the means.
+samples, as the formula is written (the mean of a product is not the product of the means): summed as
+``sum(attn) + func(l) * sum(attn * C)`` over samples, in float64.
 
 ``func(l) = k / (l + eps) + a * exp(-b * l)`` with ``l`` the 0-based layer index. The paper asks func to
 raise early layers (offsetting their lower concentration), to fade with depth and to stay finite at
@@ -59,15 +59,6 @@ class ScoreParams:
         return {"k": self.k, "a": self.a, "b": self.b, "eps": self.eps, "part": self.part}
 
 
-def sample_scores(attn: np.ndarray, concentration: np.ndarray, params: ScoreParams) -> np.ndarray:
-    """Each sample's detection score per head: ``attn * (1 + C * func(l))``, shape (sample, layer, head).
-
-    ``attn`` is ``image_attn`` or ``region_attn`` (the part being scored), ``concentration`` is ``C``.
-    """
-    func = params.func(attn.shape[1])  # (layer,)
-    return attn * (1.0 + concentration * func[None, :, None])
-
-
 @dataclass(frozen=True)
 class HeadMaps:
     """One model on one task (or several pooled): each head's means over the samples.
@@ -104,6 +95,86 @@ class HeadMaps:
         return values
 
 
+@dataclass(frozen=True)
+class HeadSums:
+    """Sums over samples of each head's statistics, so that samples read in parts average exactly.
+
+    ``sums[name]`` is (layer, head) in float64: ``image_attn``, ``concentration`` and (for the image
+    part) ``score`` summed over the ``n_samples`` samples with image tokens; ``region_attn`` and (for
+    the region part) ``score`` over the ``n_region_samples`` of them that have a region.
+    """
+
+    n_samples: int
+    n_region_samples: int
+    n_without_image: int
+    sums: dict[str, np.ndarray] = field(repr=False)
+
+    @classmethod
+    def of(
+        cls,
+        image_attn: np.ndarray,
+        region_attn: np.ndarray,
+        concentration: np.ndarray,
+        n_image_tokens: np.ndarray,
+        params: ScoreParams = ScoreParams(),
+        keep: np.ndarray | None = None,
+        where: str = "the samples",
+    ) -> HeadSums:
+        """Sum per-sample statistics, arrays (sample, layer, head) and ``n_image_tokens`` (sample,).
+
+        ``keep`` (sample,) selects samples (e.g. the correctly answered ones); samples without image
+        tokens are left out and counted. ``region_attn`` is NaN for samples without a region.
+        ``where`` names the samples in error messages.
+        """
+        chosen = np.ones(len(n_image_tokens), dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+        use = chosen & (np.asarray(n_image_tokens) > 0)
+        rows = slice(None) if use.all() else use  # no copy when every sample is used
+        image, conc, region = image_attn[rows], concentration[rows], region_attn[rows]
+        for name, values in (("image_attn", image), ("concentration", conc)):
+            if not np.isfinite(values).all():
+                bad = ~np.isfinite(values).all(axis=(1, 2))
+                raise VisheadsError(f"{where}: {name} is NaN or infinite in {np.count_nonzero(bad)} samples with image tokens; the record set is damaged")
+        has_region = ~np.isnan(region).any(axis=(1, 2))
+        if not has_region.all():
+            region = region[has_region]
+        func = params.func(image.shape[1])[:, None]  # (layer, 1)
+        # sum over samples of attn * (1 + C * func(l)) = sum(attn) + func(l) * sum(attn * C), in float64
+        sums = {
+            "image_attn": image.sum(axis=0, dtype=np.float64),
+            "region_attn": region.sum(axis=0, dtype=np.float64),
+            "concentration": conc.sum(axis=0, dtype=np.float64),
+        }
+        if params.part == "region":
+            region_conc = conc if has_region.all() else conc[has_region]
+            sums["score"] = sums["region_attn"] + func * np.einsum("slh,slh->lh", region, region_conc, dtype=np.float64)
+        else:
+            sums["score"] = sums["image_attn"] + func * np.einsum("slh,slh->lh", image, conc, dtype=np.float64)
+        return cls(int(use.sum()), int(has_region.sum()), int((chosen & ~use).sum()), sums)
+
+    def __add__(self, other: HeadSums) -> HeadSums:
+        return HeadSums(
+            self.n_samples + other.n_samples,
+            self.n_region_samples + other.n_region_samples,
+            self.n_without_image + other.n_without_image,
+            {name: self.sums[name] + other.sums[name] for name in self.sums},
+        )
+
+    def means(self, model: str, task: str, params: ScoreParams = ScoreParams(), sources: tuple[str, ...] = ()) -> HeadMaps:
+        """The per-head means, as :class:`HeadMaps` of ``model`` on ``task``."""
+        if self.n_samples == 0:
+            raise VisheadsError(f"{model} on {task}: none of the samples used has image tokens; there is nothing to score")
+        if params.part == "region" and self.n_region_samples == 0:
+            raise VisheadsError(f"{model} on {task}: the region score needs samples with a question region and none has one; use part=image")
+        by_region = self.n_region_samples or np.nan
+        maps = {
+            "image_attn": self.sums["image_attn"] / self.n_samples,
+            "region_attn": self.sums["region_attn"] / by_region,
+            "concentration": self.sums["concentration"] / self.n_samples,
+            "score": self.sums["score"] / (by_region if params.part == "region" else self.n_samples),
+        }
+        return HeadMaps(model, task, self.n_samples, self.n_region_samples, self.n_without_image, maps, params, sources)
+
+
 def summarize(
     model: str,
     task: str,
@@ -116,33 +187,6 @@ def summarize(
 ) -> HeadMaps:
     """Average the per-sample statistics of one model on one task into per-head maps.
 
-    Arrays are (sample, layer, head), ``n_image_tokens`` is (sample,). ``keep`` (sample,) selects the
-    samples to average (e.g. the correctly answered ones); by default all of them. ``region_attn`` is
-    NaN for samples without a region. Means accumulate in float64.
+    Arrays are (sample, layer, head), ``n_image_tokens`` is (sample,); see :meth:`HeadSums.of`.
     """
-    chosen = np.ones(len(n_image_tokens), dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    use = chosen & (n_image_tokens > 0)
-    n_without_image = int(np.count_nonzero(chosen & (n_image_tokens <= 0)))
-    n_samples = int(np.count_nonzero(use))
-    if n_samples == 0:
-        which = "samples" if keep is None else f"{np.count_nonzero(chosen)} selected samples"
-        raise VisheadsError(f"{model} on {task}: none of the {which} has image tokens; there is nothing to score")
-    image = image_attn[use].astype(np.float64)
-    conc = concentration[use].astype(np.float64)
-    for name, values in (("image_attn", image), ("concentration", conc)):
-        bad = ~np.isfinite(values).all(axis=(1, 2))
-        if bad.any():
-            raise VisheadsError(f"{model} on {task}: {name} is NaN or infinite in {np.count_nonzero(bad)} samples with image tokens; the record set is damaged")
-    region = region_attn[use].astype(np.float64)
-    has_region = ~np.isnan(region).any(axis=(1, 2))
-    n_region = int(np.count_nonzero(has_region))
-    shape = image.shape[1:]
-    region_mean = region[has_region].mean(axis=0) if n_region else np.full(shape, np.nan)
-    if params.part == "region":
-        if n_region == 0:
-            raise VisheadsError(f"{model} on {task}: the region score needs samples with a question region and none has one; use part=image")
-        score = sample_scores(region[has_region], conc[has_region], params).mean(axis=0)
-    else:
-        score = sample_scores(image, conc, params).mean(axis=0)
-    maps = {"image_attn": image.mean(axis=0), "region_attn": region_mean, "concentration": conc.mean(axis=0), "score": score}
-    return HeadMaps(model, task, n_samples, n_region, n_without_image, maps, params)
+    return HeadSums.of(image_attn, region_attn, concentration, n_image_tokens, params, keep, f"{model} on {task}").means(model, task, params)

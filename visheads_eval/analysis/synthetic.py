@@ -1,4 +1,4 @@
-"""Synthetic lmms-eval output for the analysis tests, laid out as lmms-eval 0.7.3 writes it.
+"""Synthetic lmms-eval output, laid out as lmms-eval 0.7.3 writes it, for benchmarks and tests.
 
 ``<output>/<model folder>/<date>_results.json`` with ``results`` (``"metric,filter"`` keys beside their
 ``_stderr`` twins and the task's ``alias``), ``config.model_args`` and, for runs made with the
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-def write_run(
+def write_results(
     output: Path,
     date: str,
     model: str,
@@ -22,6 +22,7 @@ def write_run(
     block: bool = True,
     samples: dict[str, list[dict[str, Any]]] | None = None,
     record_dir: str | None = None,
+    shape: tuple[int, int] = (32, 32),
 ) -> Path:
     """Write one run's results file (and samples files); returns the results file."""
     folder = output / model.replace("/", "__")
@@ -42,8 +43,8 @@ def write_run(
     if block:
         data["visheads"] = {
             "pretrained": model,
-            "n_layers": 32,
-            "n_heads": 32,
+            "n_layers": shape[0],
+            "n_heads": shape[1],
             "mask": None if mask is None else {"name": mask, "mode": "zero", "heads": heads or [], "seed": 0, "ranking": "/rankings/m.csv"},
             "record": None if record_dir is None else {"dir": record_dir, "position": "last_prompt"},
         }
