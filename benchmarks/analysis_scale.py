@@ -41,7 +41,6 @@ from visheads_eval.analysis.output import write_atomic, write_text_atomic
 from visheads_eval.analysis.ranking_table import ranking_table
 from visheads_eval.analysis.results import NO_MASK, find_runs
 from visheads_eval.analysis.synthetic import write_results
-from visheads_eval.cli.plot import figure_jobs
 from visheads_eval.ranking import default_ranking_path, write_ranking
 from visheads_eval.records.synthetic import write_synthetic_records
 
@@ -147,7 +146,7 @@ def run_api(root: Path, folders: list[Path]) -> dict[str, float]:
         return {(r.model, r.task): r.value for r in table[table["mask"] == NO_MASK].itertuples()}
 
     def plot(accuracy: dict) -> None:
-        for stem, draw in tqdm(figure_jobs(maps, accuracy, "score"), desc="figures", unit="figure"):
+        for stem, draw in tqdm(figures.figure_set(maps, accuracy, "score")[0], desc="figures", unit="figure"):
             figures.save_figure(draw(), out / "figures" / stem)
 
     timed("api rank", timings, rank)

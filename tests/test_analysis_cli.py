@@ -90,6 +90,16 @@ def test_rank_options_and_pooled_tasks(folders, tmp_path, capsys) -> None:
     assert json.loads((tmp_path / "org__model-a.json").read_text())["tasks"] == list(TASKS)
 
 
+def test_rank_per_task(folders, tmp_path, capsys) -> None:
+    code, out, err = visheads(capsys, "rank", folders["a"], "--per-task", "--out", tmp_path)
+    assert code == 0, err
+    for task in TASKS:
+        table = pd.read_csv(tmp_path / f"org__model-a__{task}.csv").sort_values(["layer", "head"])
+        np.testing.assert_allclose(table["score"], expected_scores(folders["a"], task).ravel(), rtol=1e-9)
+        assert table["n_samples"].eq(12).all()
+        assert json.loads((tmp_path / f"org__model-a__{task}.json").read_text())["tasks"] == [task]
+
+
 def test_rank_correct_only_uses_the_samples_file_of_the_recording_run(folders, tmp_path, capsys) -> None:
     correct = [i % 3 != 0 for i in range(12)]  # docs 0, 3, 6, 9 answered wrongly
     samples = [{"pope_accuracy": {"question_id": i, "score": float(c), "prediction": "yes", "ground_truth": "yes"}} for i, c in enumerate(correct)]

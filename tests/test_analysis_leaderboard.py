@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from visheads_eval.analysis.synthetic import write_results
-from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdown
+from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdown, unmasked_values
 from visheads_eval.analysis.results import correct_docs, find_runs, is_correct, primary_metric, read_run
 from visheads_eval.errors import VisheadsError
 
@@ -48,6 +48,13 @@ def test_values_and_drops_in_points(tmp_path: Path) -> None:
     assert set(table.columns) >= {"model", "mask", "task", "metric", "value", "drop"}
 
 
+def test_unmasked_values_for_figure_titles(tmp_path: Path) -> None:
+    _paper_runs(tmp_path)
+    values = unmasked_values(find_runs([tmp_path]), ["pope", "seedbench", "mmbench_en_dev_static"])
+    assert values == {(M7, "pope"): pytest.approx(85.27), (M7, "mmbench_en_dev_static"): pytest.approx(75.44), (M16, "pope"): pytest.approx(79.67)}
+    assert unmasked_values(find_runs([tmp_path]), ["seedbench"]) == {}
+
+
 def test_markdown_and_latex(tmp_path: Path) -> None:
     _paper_runs(tmp_path)
     table = leaderboard(find_runs([tmp_path]))
@@ -81,6 +88,19 @@ def test_masked_run_without_the_visheads_block_has_unknown_heads(tmp_path: Path)
     assert table["mask"].tolist() == ["none", "early_top20"]
     assert table["drop"].tolist() == pytest.approx([0.0, 10.0])
     assert table["n_masked"].isna().tolist() == [False, True]
+
+
+def test_random_masks_drawn_with_different_seeds_are_separate_rows(tmp_path: Path) -> None:
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.85}})
+    for day, (seed, heads, accuracy) in enumerate([(0, ["L0H0"], 0.83), (1, ["L5H2"], 0.80)], start=2):
+        path = write_results(tmp_path, f"2025010{day}_000000", M7, {"pope": {"pope_accuracy": accuracy}}, mask="early_random20", heads=heads)
+        data = json.loads(path.read_text())
+        data["visheads"]["mask"]["seed"] = seed
+        path.write_text(json.dumps(data))
+    table = leaderboard(find_runs([tmp_path]))
+    assert table["mask"].tolist() == ["none", "early_random20 seed=0", "early_random20 seed=1"]
+    assert table["drop"].tolist() == pytest.approx([0.0, 2.0, 5.0])
+    assert table["heads"].tolist()[1:] == ["L0H0", "L5H2"]
 
 
 def test_mask_that_removed_different_heads_is_an_error(tmp_path: Path) -> None:

@@ -8,13 +8,14 @@
 - :func:`correlation_matrices`: Pearson r between models, a panel per task (Fig. 4).
 - :func:`emd_matrices`: EMD between tasks, a panel per model (Fig. 8).
 
+:func:`figure_set` lists every figure a set of head maps supports (what ``visheads plot`` draws);
 :func:`save_figure` writes a figure as PNG and PDF, atomically.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from visheads_eval.analysis.output import write_atomic
+from visheads_eval.analysis.compare import correlation_table, emd_table
+from visheads_eval.analysis.output import safe_file_name, write_atomic
 from visheads_eval.analysis.scores import HeadMaps
 
 STAT_LABELS = {
@@ -255,6 +257,39 @@ def emd_matrices(table: pd.DataFrame) -> Figure:
     fig.colorbar(image, ax=axes, shrink=0.8, label="EMD between benchmarks (layers)")
     fig.suptitle("Earth mover's distance between benchmarks, per model")
     return fig
+
+
+def figure_set(
+    maps: Sequence[HeadMaps], accuracy: Mapping[tuple[str, str], float] | None = None, stat: str = "score"
+) -> tuple[list[tuple[str, Callable[[], Figure]]], list[str]]:
+    """Every figure the maps support, as (file stem, function drawing it), and why others are skipped.
+
+    ``stat`` is the statistic of the profile, correlation and EMD figures; ``accuracy`` goes into the
+    titles of the attention-vs-concentration figure.
+    """
+    jobs: list[tuple[str, Callable[[], Figure]]] = [("heatmap_image_attn", lambda: heatmaps(maps, "image_attn"))]
+    skipped = []
+    if any(m.n_region_samples for m in maps):
+        jobs.append(("heatmap_region_attn", lambda: heatmaps(maps, "region_attn")))
+    else:
+        skipped.append("no sample has a question region; skipping heatmap_region_attn")
+    jobs.append(("attention_vs_concentration", lambda: attention_vs_concentration(maps, accuracy)))
+    for task in dict.fromkeys(m.task for m in maps):
+        jobs.append((f"layers_{safe_file_name(task)}", lambda task=task: layer_scatter(maps, task)))
+    jobs.append((f"layer_profile_{stat}", lambda: layer_profiles(maps, stat)))
+    correlations = correlation_table(maps, stat)
+    shared = correlations.groupby("task").filter(lambda rows: rows["model_a"].nunique() > 1)
+    if len(shared):
+        jobs.append((f"correlation_{stat}", lambda: correlation_matrices(shared)))
+    else:
+        skipped.append("no task was recorded for two models; skipping the correlation figure")
+    distances = emd_table(maps, stat)
+    several = distances.groupby("model").filter(lambda rows: rows["task_a"].nunique() > 1)
+    if len(several):
+        jobs.append((f"emd_{stat}", lambda: emd_matrices(several)))
+    else:
+        skipped.append("no model was recorded on two tasks; skipping the EMD figure")
+    return jobs, skipped
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:

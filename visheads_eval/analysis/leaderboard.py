@@ -5,9 +5,11 @@ value(none) - value(mask)`` (positive when masking hurts; 0 for the ``none`` row
 no unmasked run of that task). Every row keeps what links it to its run: the results file, the mask's
 mode, seed, ranking and the heads it removed (from the results file's ``visheads`` block).
 
-When a model has several runs of one mask on one task, the newest (by lmms-eval's date in the file
-name) is used. The runs chosen for one mask of one model must agree on the heads removed: a mask name
-that removed different heads in different runs (e.g. after re-ranking) is an error, not a silent mix.
+When a model has several runs of one mask (and seed) on one task, the newest (by lmms-eval's date in
+the file name) is used. Runs of one mask with different seeds (random heads drawn again) are separate
+rows, labelled ``<mask> seed=<seed>``. The runs chosen for one mask and seed of one model must agree on
+the heads removed: a mask that removed different heads in different runs (e.g. after re-ranking) is an
+error, not a silent mix.
 """
 
 from __future__ import annotations
@@ -39,14 +41,21 @@ def leaderboard(
     returns them), restricted to ``tasks`` when given; columns :data:`COLUMNS`."""
     runs = list(runs)
     wanted = None if tasks is None else list(tasks)
-    chosen: dict[tuple[str, str, str], Run] = {}
+    by_seed: dict[tuple[str, str, int | None, str], Run] = {}
     for run in runs:
         for task in run.results:
             if wanted is None or task in wanted:
-                chosen[(run.model, run.mask, task)] = run  # newer runs replace older ones
-    if not chosen:
+                by_seed[(run.model, run.mask, run.mask_seed, task)] = run  # newer runs replace older ones
+    if not by_seed:
         available = sorted({task for run in runs for task in run.results})
         raise VisheadsError(f"no results for the tasks {', '.join(wanted or [])}; the results files have {', '.join(available)}")
+    seeds: dict[tuple[str, str], set] = {}
+    for model, mask, seed, _ in by_seed:
+        seeds.setdefault((model, mask), set()).add(seed)
+    chosen = {
+        (model, mask if len(seeds[(model, mask)]) == 1 else f"{mask} seed={seed}", task): run
+        for (model, mask, seed, task), run in by_seed.items()
+    }
     _check_masks_agree(chosen)
     metric_of = {task: primary_metric(task, task_metrics(run, task), metrics) for (_, _, task), run in chosen.items()}
     rows = []
@@ -70,6 +79,18 @@ def leaderboard(
     task_order = list(dict.fromkeys([*(wanted or []), *table["task"]]))
     order = sorted(table.index, key=lambda i: (models.index(table.at[i, "model"]), mask_order(table.at[i, "mask"]), task_order.index(table.at[i, "task"])))
     return table.loc[order, list(COLUMNS)].reset_index(drop=True)
+
+
+def unmasked_values(
+    runs: Iterable[Run], tasks: Iterable[str], metrics: Mapping[str, str] | None = None, percent_metrics: Iterable[str] = ()
+) -> dict[tuple[str, str], float]:
+    """Each (model, task)'s primary metric without a mask, in points, for the ``tasks`` the runs have."""
+    tasks = list(tasks)
+    unmasked = [run for run in runs if run.mask == NO_MASK and set(run.results) & set(tasks)]
+    if not unmasked:
+        return {}
+    table = leaderboard(unmasked, metrics, percent_metrics, tasks=[t for t in tasks if any(t in run.results for run in unmasked)])
+    return {(row.model, row.task): row.value for row in table.itertuples()}
 
 
 def _check_masks_agree(chosen: Mapping[tuple[str, str, str], Run]) -> None:

@@ -6,6 +6,7 @@ A reader never sees a half-written file, and a failure leaves the previous file 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,3 +27,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return write_atomic(path, lambda partial: partial.write_text(text, encoding="utf-8"))
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` (a task, a model id) with every run of characters unsafe in file names replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name)

@@ -2,6 +2,8 @@
 
 Not a subcommand itself: ``rank``, ``plot``, ``compare`` and ``leaderboard`` add these options so that
 record folders, score constants, metric choices and correctness filters read the same everywhere.
+The analysis modules that read files (pyarrow, torch, scipy) are imported by the handlers, when a
+command runs, so that ``visheads --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -9,8 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from visheads_eval.analysis.head_maps import CorrectOnly, ShapeCheck, ranking_maps, record_maps
-from visheads_eval.analysis.results import find_runs
 from visheads_eval.analysis.scores import PARTS, HeadMaps, ScoreParams
 from visheads_eval.errors import VisheadsError
 
@@ -67,6 +67,9 @@ def metric_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def load_maps(args: argparse.Namespace, pool_tasks: bool = False, allow_masked: bool = True) -> list[HeadMaps]:
     """The head maps of the record folders (and ranking files, where the command takes them) given."""
+    from visheads_eval.analysis.head_maps import CorrectOnly, ShapeCheck, ranking_maps, record_maps
+    from visheads_eval.analysis.results import find_runs
+
     rankings = getattr(args, "ranking", [])
     if not args.records and not rankings:
         raise VisheadsError("give record folders (or --ranking files) to compare")

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
-
-from visheads_eval.analysis.compare import correlation_table, emd_table
-from visheads_eval.analysis.output import write_atomic
 from visheads_eval.analysis.scores import MAP_NAMES
 from visheads_eval.cli.analysis_options import add_out_option, add_records_options, load_maps
 
@@ -30,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _matrices(table: pd.DataFrame, group: str, rows: str, cols: str, value: str) -> str:
+def _matrices(table, group: str, rows: str, cols: str, value: str) -> str:
     parts = []
     for name, part in table.groupby(group, sort=False):
         order = list(dict.fromkeys(part[rows]))
@@ -43,6 +39,9 @@ def _matrices(table: pd.DataFrame, group: str, rows: str, cols: str, value: str)
 
 
 def run(args: argparse.Namespace) -> int:
+    from visheads_eval.analysis.compare import correlation_table, emd_table
+    from visheads_eval.analysis.output import write_atomic
+
     maps = load_maps(args)
     correlations = correlation_table(maps, args.stat).assign(stat=args.stat)
     distances = emd_table(maps, args.stat).assign(stat=args.stat)

@@ -10,9 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdown
-from visheads_eval.analysis.output import write_atomic, write_text_atomic
-from visheads_eval.analysis.results import NO_MASK, find_runs
 from visheads_eval.cli.analysis_options import add_metric_options, add_out_option, metric_overrides
 
 
@@ -30,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdown
+    from visheads_eval.analysis.output import write_atomic, write_text_atomic
+    from visheads_eval.analysis.results import NO_MASK, find_runs
+
     overrides = metric_overrides(args)
     table = leaderboard(find_runs(args.results), overrides, args.percent_metric, tasks=args.task)
     orphans = table[(table["mask"] != NO_MASK) & table["drop"].isna()][["model", "task"]].drop_duplicates()
