@@ -213,7 +213,7 @@ def test_duplicates_keep_the_earliest_written_copy_and_are_reported(tmp_path: Pa
         _add(writer, RecordKey("t", "test", 0), late, answer="4")
         _add(writer, RecordKey("t", "test", 1), same, answer="5")
         _add(writer, RecordKey("t", "test", 2), late, answer="1")
-    with pytest.warns(UserWarning, match="2 samples were recorded more than once; kept the earliest shard's copy \\(1 copies differ"):
+    with pytest.warns(UserWarning, match="dropped 2 extra copies of samples recorded more than once, keeping the earliest shard's copy \\(1 differ in answer"):
         records = load_records(tmp_path)
     assert list(records.meta["doc_id"]) == [0, 1, 2]
     assert list(records.meta["answer"]) == ["2", "5", "1"]

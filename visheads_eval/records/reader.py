@@ -116,6 +116,11 @@ class Records:
         return [shard.path for shard in self._shards.files]
 
     @property
+    def ranks(self) -> list[int]:
+        """The ranks (processes) that wrote shards, sorted."""
+        return sorted({shard.rank for shard in self._shards.files})
+
+    @property
     def tasks(self) -> list[str]:
         """The tasks present, sorted."""
         return sorted(self.meta["task"].unique())
@@ -188,8 +193,9 @@ def load_records(directory: str | os.PathLike[str], progress: bool = True) -> Re
     duplicates = _duplicates(everything, dropped)
     if len(duplicates):
         warnings.warn(
-            f"{directory}: {len(duplicates)} samples were recorded more than once; kept the earliest shard's copy "
-            f"({int((~duplicates['identical']).sum())} copies differ in answer or token counts; see Records.duplicates)",
+            f"{directory}: dropped {len(duplicates)} extra copies of samples recorded more than once, keeping the earliest "
+            f"shard's copy ({int((~duplicates['identical']).sum())} differ in answer, token counts, box or image size; "
+            "see Records.duplicates)",
             stacklevel=2,
         )
     order = everything[~dropped].sort_values(list(KEY_COLUMNS), kind="stable").index.to_numpy()  # rows, by key
@@ -212,9 +218,9 @@ def load_records(directory: str | os.PathLike[str], progress: bool = True) -> Re
 
 def _duplicates(everything: pd.DataFrame, dropped: np.ndarray) -> pd.DataFrame:
     """One row per dropped copy: its key, the shard kept and the shard dropped, and whether the copies agree."""
-    columns = [*KEY_COLUMNS, "kept_shard", "dropped_shard", "identical"]
     if not dropped.any():
-        return pd.DataFrame({column: pd.Series(dtype=object if column != "identical" else bool) for column in columns})
+        dtypes = {"task": "str", "split": "str", "doc_id": "int64", "kept_shard": "str", "dropped_shard": "str", "identical": "bool"}
+        return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
     first = everything[~dropped].set_index(list(KEY_COLUMNS))
     copies = everything[dropped]
     originals = first.loc[pd.MultiIndex.from_frame(copies[list(KEY_COLUMNS)])]
