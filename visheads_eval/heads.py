@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import nn
 from transformers import PretrainedConfig
@@ -19,9 +20,8 @@ from visheads_eval.errors import VisheadsError, did_you_mean
 _HEAD_NAME = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
 
 
-@dataclass(frozen=True, order=True)
-class Head:
-    """One attention head of the language model: ``Head(12, 5)`` is ``L12H5``."""
+class Head(NamedTuple):
+    """One attention head of the language model: ``Head(12, 5)`` is ``L12H5`` (and equals ``(12, 5)``)."""
 
     layer: int
     head: int

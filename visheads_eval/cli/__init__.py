@@ -14,7 +14,7 @@ import sys
 from visheads_eval.errors import VisheadsError
 
 # Modules of this package that define subcommands, in the order ``visheads --help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("records", "rank", "plot", "compare", "leaderboard")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("records", "masks", "rank", "plot", "compare", "leaderboard")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,10 +55,12 @@ def run(argv: list[str]) -> int:
     if args.model == "llava_visheads":
         from lmms_eval.utils import simple_parse_args_string
 
+        from visheads_eval.lmms.instrumentation import Instrumentation
         from visheads_eval.lmms.model_args import check_batch_size, check_model_args
 
         check_batch_size(args.batch_size)
-        check_model_args(simple_parse_args_string(args.model_args))
+        checked = check_model_args(simple_parse_args_string(args.model_args))
+        Instrumentation(checked.own, pretrained=checked.pretrained, config=checked.config)  # masks, record folder
     return _evaluate(args)
 
 
