@@ -109,6 +109,7 @@ def test_rank_correct_only_uses_the_samples_file_of_the_recording_run(folders, t
     assert code == 0, err
     table = pd.read_csv(tmp_path / "r" / "org__model-a.csv").sort_values(["layer", "head"])
     assert table["n_samples"].eq(8).all()
+    assert json.loads((tmp_path / "r" / "org__model-a.json").read_text())["n_left_out"] == 4
     np.testing.assert_allclose(table["score"], expected_scores(folders["a"], "pope", np.array(correct)).ravel(), rtol=1e-9)
 
 
@@ -137,7 +138,7 @@ def test_compare_writes_correlations_and_emds(folders, tmp_path, capsys) -> None
     a = load_records(folders["a"], progress=False).filter(tasks="pope").stat("image_attn").astype(float).mean(axis=0)
     a2 = load_records(folders["a2"], progress=False).filter(tasks="pope").stat("image_attn").astype(float).mean(axis=0)
     assert pair["r"] == pytest.approx(np.corrcoef(a.ravel(), a2.ravel())[0, 1]) and pair["grid"] == "heads"
-    assert set(corr.loc[corr["model_b"] == "org/model-b", "grid"]) == {"6x3", "heads"}  # a vs b on the grid, b vs b itself
+    assert set(corr.loc[corr["model_b"] == "org/model-b", "grid"]) == {"depth6", "heads"}  # a vs b by depth profile, b vs b itself
     emd = pd.read_csv(tmp_path / "emd.csv")
     assert set(emd["model"]) == {"org/model-a", "org/model-a2", "org/model-b"} and emd["stat"].eq("image_attn").all()
     assert "r on pope:" in out and "emd on org/model-a:" in out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from visheads_eval.analysis.compare import common_grid, correlation_table, emd, emd_table, pearson, rebin_weights
+from visheads_eval.analysis.compare import correlation_table, depth_profile, emd, emd_table, pearson, rebin_weights
 from visheads_eval.analysis.scores import HeadMaps
 from visheads_eval.errors import VisheadsError
 
@@ -35,22 +35,24 @@ def test_rebin_weights_by_hand() -> None:
     np.testing.assert_allclose(rebin_weights(2, 4), [[1, 0], [1, 0], [0, 1], [0, 1]])
 
 
-def test_common_grid_sorts_heads_within_layers_then_averages_depth() -> None:
-    values = np.array([[1.0, 3.0], [5.0, 2.0], [0.0, 4.0], [6.0, 8.0]])
-    # Sorted rows: [3,1], [5,2], [4,0], [8,6]; two depth bins average layer pairs.
-    np.testing.assert_allclose(common_grid(values, 2, 2), [[4.0, 1.5], [6.0, 3.0]])
-    np.testing.assert_allclose(common_grid(values, 4, 1), [[2.0], [3.5], [2.0], [7.0]])
+def test_depth_profile_averages_heads_then_rebins_depth() -> None:
+    values = np.array([[1.0, 3.0], [5.0, 2.0], [0.0, 4.0], [6.0, 8.0]])  # layer means 2, 3.5, 2, 7
+    np.testing.assert_allclose(depth_profile(values, 4), [2.0, 3.5, 2.0, 7.0])
+    np.testing.assert_allclose(depth_profile(values, 2), [2.75, 4.5])
+    np.testing.assert_allclose(depth_profile(values, 1), [3.625])
 
 
-def test_different_shapes_compare_on_the_common_grid() -> None:
+def test_different_shapes_compare_their_depth_profiles() -> None:
     rng = np.random.default_rng(2)
     deep, shallow = rng.uniform(size=(6, 4)), rng.uniform(size=(3, 2))
     result = pearson(_maps("deep", "t", deep), _maps("shallow", "t", shallow))
-    assert result["grid"] == "3x2" and result["n_points"] == 6
-    # Reference: sort each layer, average layer pairs of the deep model and head pairs of both.
-    deep_grid = (-np.sort(-deep, axis=1)).reshape(3, 2, 2, 2).mean(axis=(1, 3))
-    shallow_grid = -np.sort(-shallow, axis=1)
-    assert result["r"] == pytest.approx(np.corrcoef(deep_grid.ravel(), shallow_grid.ravel())[0, 1])
+    assert result["grid"] == "depth3" and result["n_points"] == 3
+    deep_profile = deep.mean(axis=1).reshape(3, 2).mean(axis=1)  # layer pairs of the deep model
+    assert result["r"] == pytest.approx(np.corrcoef(deep_profile, shallow.mean(axis=1))[0, 1])
+    # Both fall linearly with relative depth: a perfect correlation whatever the widths.
+    falling_deep = np.repeat(np.linspace(1.0, 0.0, 8)[:, None], 5, axis=1) + np.array([0.0, 0.1, -0.1, 0.2, -0.2])
+    falling_shallow = np.repeat(np.linspace(4.0, 1.0, 4)[:, None], 3, axis=1)
+    assert pearson(_maps("a", "t", falling_deep), _maps("b", "t", falling_shallow))["r"] == pytest.approx(1.0)
 
 
 def test_emd_by_hand() -> None:
@@ -94,7 +96,7 @@ def test_tables_are_symmetric_with_a_unit_or_zero_diagonal() -> None:
 
 
 def test_degenerate_maps_are_clear_errors() -> None:
-    with pytest.raises(VisheadsError, match="every head has the same score"):
+    with pytest.raises(VisheadsError, match="every head \\(or layer\\) has the same score"):
         pearson(_maps("a", "t", np.ones((2, 2))), _maps("b", "t", [[1, 2], [3, 4]]))
     with pytest.raises(VisheadsError, match="non-negative"):
         emd(_maps("a", "x", [[-1, 2], [3, 4]]), _maps("a", "y", [[1, 2], [3, 4]]))

@@ -86,8 +86,10 @@ def test_missing_region_and_bad_params_are_clear_errors() -> None:
         ScoreParams(b=-0.1)
     with pytest.raises(VisheadsError, match="unknown score part 'regoin' \\(did you mean 'region'\\?\\)"):
         ScoreParams(part="regoin")
-    with pytest.raises(VisheadsError, match="m on t: none of the samples used has image tokens"):
+    with pytest.raises(VisheadsError, match=r"m on t: no sample to average \(0 left out .*; 3 without image tokens\)"):
         summarize("m", "t", image, region, conc, np.zeros(3))
+    with pytest.raises(VisheadsError, match=r"m on t: no sample to average \(3 left out as not selected, e.g. answered wrongly; 0 without"):
+        summarize("m", "t", image, region, conc, np.full(3, 9), keep=np.zeros(3, dtype=bool))
     image[1, 0, 0] = np.nan
     with pytest.raises(VisheadsError, match="image_attn is NaN or infinite in 1 samples"):
         summarize("m", "t", image, region, conc, np.full(3, 9))
@@ -101,7 +103,7 @@ def test_sums_of_parts_average_like_the_whole() -> None:
         whole = summarize("m", "t", image, region, conc, n_image, params)
         parts = HeadSums.of(image[:3], region[:3], conc[:3], n_image[:3], params) + HeadSums.of(image[3:], region[3:], conc[3:], n_image[3:], params)
         pooled = parts.means("m", "t", params)
-        assert (pooled.n_samples, pooled.n_region_samples, pooled.n_without_image) == (6, 3, 1)
+        assert (pooled.n_samples, pooled.n_region_samples, pooled.n_without_image, pooled.n_left_out) == (6, 3, 1, 0)
         for name in ("image_attn", "region_attn", "concentration", "score"):
             np.testing.assert_allclose(pooled.maps[name], whole.maps[name], rtol=1e-12)
 

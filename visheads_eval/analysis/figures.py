@@ -53,8 +53,11 @@ def _grid(maps: Sequence[HeadMaps]) -> tuple[list[str], list[str], dict[tuple[st
     return models, tasks, {(m.model, m.task): m for m in maps}
 
 
+MIN_WIDTH = 6.5  # inches: room for the title and the colour bar's label when there are few panels
+
+
 def _figure(n_rows: int, n_cols: int, width: float = PANEL, height: float = PANEL) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(width * n_cols + 1.2, height * n_rows + 0.8), layout="constrained")
+    fig = Figure(figsize=(max(width * n_cols + 1.2, MIN_WIDTH), height * n_rows + 0.8), layout="constrained")
     axes = np.asarray(fig.subplots(n_rows, n_cols, squeeze=False))
     return fig, axes
 
@@ -95,7 +98,7 @@ def heatmaps(maps: Sequence[HeadMaps], stat: str = "image_attn") -> Figure:
             _label_outer(ax, bottom=last, left=col == 0, xlabel="head", ylabel="layer", y_ticks=True)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label=f"mean {STAT_LABELS[stat]}")
-    fig.suptitle(f"Mean {STAT_LABELS[stat]} per head (layer x head)")
+    fig.suptitle(f"Mean {STAT_LABELS[stat]} per head (layer x head)", fontsize=11)
     return fig
 
 
@@ -126,7 +129,7 @@ def attention_vs_concentration(maps: Sequence[HeadMaps], accuracy: Mapping[tuple
                                 norm=depth, s=4, linewidths=0, rasterized=True)
     if points is not None:
         fig.colorbar(points, ax=axes, shrink=0.8, label="relative depth of the head's layer")
-    fig.suptitle("Attention to the image vs concentration, a point per head")
+    fig.suptitle("Attention to the image vs concentration, a point per head", fontsize=11)
     return fig
 
 
@@ -160,7 +163,7 @@ def layer_scatter(maps: Sequence[HeadMaps], task: str) -> Figure:
         _label_outer(ax, bottom=index >= n_layers - n_cols, left=index % n_cols == 0, xlabel="image attention", ylabel="concentration")
     handles = [Line2D([], [], marker="o", linestyle="", color=colours[model], label=names[model]) for model in models]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 5), fontsize=8, frameon=False)
-    fig.suptitle(f"{task}: attention vs concentration per layer, a point per head")
+    fig.suptitle(f"{task}: attention vs concentration per layer, a point per head", fontsize=11)
     return fig
 
 
@@ -189,7 +192,7 @@ def layer_profiles(maps: Sequence[HeadMaps], stat: str = "score") -> Figure:
         ax.tick_params(labelsize=7)
     handles = [Line2D([], [], color=colours[model], label=names[model]) for model in models]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 5), fontsize=8, frameon=False)
-    fig.suptitle(f"Per-layer mean {STAT_LABELS[stat]}")
+    fig.suptitle(f"Per-layer mean {STAT_LABELS[stat]}", fontsize=11)
     return fig
 
 
@@ -228,9 +231,9 @@ def correlation_matrices(table: pd.DataFrame) -> Figure:
         image = _matrix(ax, matrix, names, norm, "RdBu_r", marks=(on_grid != "heads").replace({True: "*", False: ""}))
         ax.set_title(task, fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.8, label="Pearson r")
-    fig.suptitle("Correlation of head maps between models")
+    fig.suptitle("Correlation of head maps between models", fontsize=11)
     if (table["grid"] != "heads").any():
-        fig.supxlabel("* models of different shape, compared on a common grid of relative depth and within-layer head rank", fontsize=7)
+        fig.supxlabel("* models of different shape, compared by their per-layer means on a common grid of relative depth", fontsize=7)
     return fig
 
 
@@ -255,7 +258,7 @@ def emd_matrices(table: pd.DataFrame) -> Figure:
         image = _matrix(ax, matrix, {}, norm, "viridis")
         ax.set_title(names[models[index]], fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.8, label="EMD between benchmarks (layers)")
-    fig.suptitle("Earth mover's distance between benchmarks, per model")
+    fig.suptitle("Earth mover's distance between benchmarks, per model", fontsize=11)
     return fig
 
 

@@ -51,6 +51,7 @@ def provenance(maps: HeadMaps, correct_only: bool = False) -> dict:
         "tasks": maps.task.split("+"),
         "n_samples": maps.n_samples,
         "n_without_image": maps.n_without_image,
+        "n_left_out": maps.n_left_out,
         "n_region_samples": maps.n_region_samples,
         "correct_only": correct_only,
         "score": {"formula": "mean over samples of attn * (1 + C * (k / (l + eps) + a * exp(-b * l)))", **maps.params.describe()},

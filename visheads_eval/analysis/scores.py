@@ -76,6 +76,7 @@ class HeadMaps:
     maps: dict[str, np.ndarray] = field(repr=False)
     params: ScoreParams = ScoreParams()
     sources: tuple[str, ...] = ()  # the record folders the samples came from
+    n_left_out: int = 0  # samples not selected (e.g. answered wrongly, with correct-only averaging)
 
     @property
     def n_layers(self) -> int:
@@ -107,6 +108,7 @@ class HeadSums:
     n_samples: int
     n_region_samples: int
     n_without_image: int
+    n_left_out: int
     sums: dict[str, np.ndarray] = field(repr=False)
 
     @classmethod
@@ -149,20 +151,24 @@ class HeadSums:
             sums["score"] = sums["region_attn"] + func * np.einsum("slh,slh->lh", region, region_conc, dtype=np.float64)
         else:
             sums["score"] = sums["image_attn"] + func * np.einsum("slh,slh->lh", image, conc, dtype=np.float64)
-        return cls(int(use.sum()), int(has_region.sum()), int((chosen & ~use).sum()), sums)
+        return cls(int(use.sum()), int(has_region.sum()), int((chosen & ~use).sum()), int((~chosen).sum()), sums)
 
     def __add__(self, other: HeadSums) -> HeadSums:
         return HeadSums(
             self.n_samples + other.n_samples,
             self.n_region_samples + other.n_region_samples,
             self.n_without_image + other.n_without_image,
+            self.n_left_out + other.n_left_out,
             {name: self.sums[name] + other.sums[name] for name in self.sums},
         )
 
     def means(self, model: str, task: str, params: ScoreParams = ScoreParams(), sources: tuple[str, ...] = ()) -> HeadMaps:
         """The per-head means, as :class:`HeadMaps` of ``model`` on ``task``."""
         if self.n_samples == 0:
-            raise VisheadsError(f"{model} on {task}: none of the samples used has image tokens; there is nothing to score")
+            raise VisheadsError(
+                f"{model} on {task}: no sample to average ({self.n_left_out} left out as not selected, e.g. answered wrongly; "
+                f"{self.n_without_image} without image tokens)"
+            )
         if params.part == "region" and self.n_region_samples == 0:
             raise VisheadsError(f"{model} on {task}: the region score needs samples with a question region and none has one; use part=image")
         by_region = self.n_region_samples or np.nan
@@ -172,7 +178,7 @@ class HeadSums:
             "concentration": self.sums["concentration"] / self.n_samples,
             "score": self.sums["score"] / (by_region if params.part == "region" else self.n_samples),
         }
-        return HeadMaps(model, task, self.n_samples, self.n_region_samples, self.n_without_image, maps, params, sources)
+        return HeadMaps(model, task, self.n_samples, self.n_region_samples, self.n_without_image, maps, params, sources, self.n_left_out)
 
 
 def summarize(
