@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
-
-from torch import nn
-from transformers import PretrainedConfig
+from typing import TYPE_CHECKING, NamedTuple
 
 from visheads_eval.errors import VisheadsError, did_you_mean
+
+if TYPE_CHECKING:  # only for annotations: naming heads and stages needs neither torch nor transformers
+    from torch import nn
+    from transformers import PretrainedConfig
 
 _HEAD_NAME = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
 
