@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import sys
 import traceback
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str]) -> int:
     """Run lmms-eval with ``argv``; return the exit status."""
+    with _reusing_task_index():
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     if not argv or not (argv[0].startswith("-") or argv[0] == "eval") or argv in (["-h"], ["--help"]):
         from lmms_eval.cli.dispatch import main as lmms_eval_main
 
@@ -68,6 +74,38 @@ def run(argv: list[str]) -> int:
         checked = check_model_args(simple_parse_args_string(args.model_args))
         Instrumentation(checked.own, pretrained=checked.pretrained, config=checked.config)  # masks, record folder
     return _evaluate(args)
+
+
+_TASK_INDEX: dict[tuple[str, float], dict] = {}
+
+
+def _newest_change(folder: str) -> float:
+    newest = 0.0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+@contextlib.contextmanager
+def _reusing_task_index() -> Iterator[None]:
+    """Index each task folder once per process and content: lmms-eval parses thousands of YAML files
+    every time it builds a TaskManager (seconds), once for the name check and again for the run."""
+    from lmms_eval.tasks import TaskManager
+
+    index_folder = TaskManager._get_task_and_group
+
+    def indexing(manager: TaskManager, task_dir: str) -> dict:
+        key = (os.path.abspath(task_dir), _newest_change(task_dir))
+        if key not in _TASK_INDEX:
+            _TASK_INDEX[key] = index_folder(manager, task_dir)
+        return copy.deepcopy(_TASK_INDEX[key])
+
+    TaskManager._get_task_and_group = indexing
+    try:
+        yield
+    finally:
+        TaskManager._get_task_and_group = index_folder
 
 
 def _with_shipped_tasks(include_path: str | None) -> list[str]:
