@@ -142,3 +142,22 @@ def test_bad_inputs(tiny_models: dict[str, Path]) -> None:
     right_padded = {**inputs, "attention_mask": inputs["attention_mask"].flip(-1)}
     with pytest.raises(VisheadsError, match="left-padded"), torch.inference_mode(), HeadRecorder(model):
         model(**right_padded)
+
+
+def test_a_failed_enter_leaves_no_hook_and_a_recorder_cannot_be_entered_twice(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from visheads_eval.capture import recorder as recorder_module
+
+    model = _load(tiny_models["llava_llama"], "sdpa")
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("cannot intercept")
+
+    monkeypatch.setattr(recorder_module, "intercept_attention", failing)
+    with pytest.raises(RuntimeError, match="cannot intercept"), HeadRecorder(model):
+        pass
+    assert not model._forward_pre_hooks, "the pre-hook installed before the failure must be removed"
+    monkeypatch.undo()
+    recorder = HeadRecorder(model)
+    with recorder, pytest.raises(RuntimeError, match="already active"), recorder:
+        pass
+    assert not model._forward_pre_hooks

@@ -30,6 +30,7 @@ from torch import nn
 from visheads_eval.capture.rows import attention_row, row_statistics
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import HeadShape
+from visheads_eval.hook_context import HookContext
 from visheads_eval.kernel import KernelCall, KernelOutput, intercept_attention
 
 POSITIONS = ("last_prompt", "answer")
@@ -47,7 +48,7 @@ class _Batch:
     n_keys: torch.Tensor | None = None  # (batch,) keys the query could see
 
 
-class HeadRecorder:
+class HeadRecorder(HookContext):
     """Record per-head attention statistics of ``model`` (a LLaVA-family model) while the block runs."""
 
     def __init__(self, model: nn.Module, position: str = "last_prompt", region_mask: torch.Tensor | None = None) -> None:
@@ -63,20 +64,10 @@ class HeadRecorder:
         self._image_token_id = int(image_token_id)
         self._target_step = POSITIONS.index(position)
         self._batches: list[_Batch] = []
-        self._exit_stack: contextlib.ExitStack | None = None
 
-    def __enter__(self) -> HeadRecorder:
-        stack = contextlib.ExitStack()
-        handle = self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)
-        stack.callback(handle.remove)
+    def _install(self, stack: contextlib.ExitStack) -> None:
+        stack.callback(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True).remove)
         stack.enter_context(intercept_attention(self.model, self._on_kernel_call))
-        self._exit_stack = stack
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._exit_stack is not None
-        self._exit_stack.close()
-        self._exit_stack = None
 
     def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         cache = kwargs.get("cache", kwargs.get("past_key_values"))

@@ -35,11 +35,12 @@ from torch import nn
 from visheads_eval.capture.rows import visible
 from visheads_eval.errors import VisheadsError, did_you_mean
 from visheads_eval.heads import Head, HeadShape, attention_modules
+from visheads_eval.hook_context import HookContext
 from visheads_eval.kernel import KernelCall, KernelOutput, intercept_attention
 from visheads_eval.masking.schema import MODES
 
 
-class HeadMask:
+class HeadMask(HookContext):
     """Ablate ``heads`` of ``model``'s language model in ``mode`` while the block runs."""
 
     def __init__(
@@ -61,7 +62,6 @@ class HeadMask:
         for head in self.heads:
             self._by_layer.setdefault(head.layer, []).append(head.head)
         self._means = self._check_means(means) if mode == "mean" else None
-        self._exit_stack: contextlib.ExitStack | None = None
 
     def _check_means(self, means: Mapping[Head, torch.Tensor] | None) -> dict[Head, torch.Tensor]:
         if means is None:
@@ -77,22 +77,13 @@ class HeadMask:
             checked[head] = mean
         return checked
 
-    def __enter__(self) -> HeadMask:
-        stack = contextlib.ExitStack()
+    def _install(self, stack: contextlib.ExitStack) -> None:
         if self.mode == "uniform":
             stack.enter_context(intercept_attention(self.model, self._uniform))
-        else:
-            modules = attention_modules(self.model)
-            for layer, heads in self._by_layer.items():
-                handle = modules[layer].o_proj.register_forward_pre_hook(self._replacing(layer, heads))
-                stack.callback(handle.remove)
-        self._exit_stack = stack
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._exit_stack is not None
-        self._exit_stack.close()
-        self._exit_stack = None
+            return
+        modules = attention_modules(self.model)
+        for layer, heads in self._by_layer.items():
+            stack.callback(modules[layer].o_proj.register_forward_pre_hook(self._replacing(layer, heads)).remove)
 
     def _replacing(self, layer: int, heads: list[int]):
         head_dim = self.shape.head_dim

@@ -29,11 +29,12 @@ from torch import nn
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import Head, HeadShape, attention_modules
+from visheads_eval.hook_context import HookContext
 
 _INFO_KEY = "__info__"
 
 
-class HeadMeans:
+class HeadMeans(HookContext):
     """Accumulate every head's mean output while the block runs."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -42,22 +43,11 @@ class HeadMeans:
         self._sums: list[torch.Tensor | None] = [None] * self.shape.n_layers  # per layer (n_heads * head_dim,)
         self._positions = 0
         self._padding: torch.Tensor | None = None  # (batch, kv_len) of the current forward
-        self._exit_stack: contextlib.ExitStack | None = None
 
-    def __enter__(self) -> HeadMeans:
-        stack = contextlib.ExitStack()
-        handle = self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)
-        stack.callback(handle.remove)
+    def _install(self, stack: contextlib.ExitStack) -> None:
+        stack.callback(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True).remove)
         for layer, module in enumerate(attention_modules(self.model)):
-            handle = module.o_proj.register_forward_pre_hook(self._accumulating(layer))
-            stack.callback(handle.remove)
-        self._exit_stack = stack
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._exit_stack is not None
-        self._exit_stack.close()
-        self._exit_stack = None
+            stack.callback(module.o_proj.register_forward_pre_hook(self._accumulating(layer)).remove)
 
     def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         mask = kwargs.get("attention_mask")
