@@ -36,3 +36,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def count_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a local generate_until task ``visheads_count_test`` and its data."""
     return write_count_task(tmp_path_factory.mktemp("local_task"))
+
+
+@pytest.fixture(scope="session")
+def deep_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LLaVA (Llama) with 6 layers x 8 heads: stages of 16 heads, enough for the paper's k=10 specs."""
+    return build_family("llava_llama", tmp_path_factory.mktemp("deep_model") / "llava_llama_6x8", n_layers=6, n_heads=8)

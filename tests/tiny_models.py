@@ -39,26 +39,27 @@ GRID_PINPOINTS = [[56, 112], [112, 56], [112, 112]]
 INITIALIZER_RANGE = 0.2
 
 
-def _text_config(family: str, vocab_size: int, special: dict[str, int]) -> LlamaConfig | MistralConfig | Phi3Config:
+def _text_config(family: str, vocab_size: int, special: dict[str, int], n_layers: int, n_heads: int) -> LlamaConfig | MistralConfig | Phi3Config:
     common = dict(
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
+        hidden_size=16 * n_heads,
+        intermediate_size=32 * n_heads,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
         max_position_embeddings=512,
         initializer_range=INITIALIZER_RANGE,
         **special,
     )
     if family == "llava_mistral":
-        return MistralConfig(num_key_value_heads=2, sliding_window=None, **common)
+        return MistralConfig(num_key_value_heads=n_heads // 2, sliding_window=None, **common)
     if family == "llava_phi3":
-        return Phi3Config(num_key_value_heads=4, **common)
-    return LlamaConfig(num_key_value_heads=4, **common)
+        return Phi3Config(num_key_value_heads=n_heads, **common)
+    return LlamaConfig(num_key_value_heads=n_heads, **common)
 
 
-def build_family(family: str, directory: Path, seed: int = 0) -> Path:
-    """Build the tiny random model of ``family``, save it and its processor in ``directory``."""
+def build_family(family: str, directory: Path, seed: int = 0, n_layers: int = 3, n_heads: int = 4) -> Path:
+    """Build the tiny random model of ``family`` (3 layers x 4 heads unless told), save it and its
+    processor in ``directory``."""
     tokenizer = build_tokenizer(WORDS)
     special = dict(
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
@@ -72,7 +73,7 @@ def build_family(family: str, directory: Path, seed: int = 0) -> Path:
         patch_size=PATCH_SIZE,
         projection_dim=32,
     )
-    text = _text_config(family, len(tokenizer), special)
+    text = _text_config(family, len(tokenizer), special, n_layers, n_heads)
     common = dict(vision_config=vision, text_config=text, image_token_id=tokenizer.image_token_id)
     model_class: type[PreTrainedModel]
     if family == "llava_next":

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from torch import nn
-from transformers import PretrainedConfig
+from typing import TYPE_CHECKING, NamedTuple
 
 from visheads_eval.errors import VisheadsError, did_you_mean
+
+if TYPE_CHECKING:  # only for annotations: naming heads and stages needs neither torch nor transformers
+    from torch import nn
+    from transformers import PretrainedConfig
 
 _HEAD_NAME = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
 
 
-@dataclass(frozen=True, order=True)
-class Head:
-    """One attention head of the language model: ``Head(12, 5)`` is ``L12H5``."""
+class Head(NamedTuple):
+    """One attention head of the language model: ``Head(12, 5)`` is ``L12H5`` (and equals ``(12, 5)``)."""
 
     layer: int
     head: int

@@ -17,7 +17,7 @@ def _split(value: str) -> tuple[str, int]:
     return name.strip(), int(count)
 
 
-def register_synth(data_subparsers: argparse._SubParsersAction) -> None:
+def register(data_subparsers: argparse._SubParsersAction) -> None:
     """Add ``synth`` to the subcommands of ``visheads data``."""
     parser = data_subparsers.add_parser(
         "synth",

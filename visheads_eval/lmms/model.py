@@ -19,10 +19,12 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.models.chat.llava_hf import LlavaHf as LlavaHfChat
 from lmms_eval.models.simple import llava_hf as llava_hf_module
 from lmms_eval.models.simple.llava_hf import LlavaHf as LlavaHfSimple
+from PIL import Image
 
 import visheads_eval
-from visheads_eval.heads import HeadShape
+from visheads_eval.lmms.instrumentation import DocContext, Instrumentation
 from visheads_eval.lmms.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, check_model_args
+from visheads_eval.records import RecordKey
 
 _latest_adapter: weakref.ref[VisheadsAdapter] | None = None
 
@@ -30,15 +32,6 @@ _latest_adapter: weakref.ref[VisheadsAdapter] | None = None
 def latest_adapter() -> VisheadsAdapter | None:
     """The most recently built ``llava_visheads`` model, if alive (the ``lmms_eval`` command reads it)."""
     return _latest_adapter() if _latest_adapter is not None else None
-
-
-@dataclasses.dataclass(frozen=True)
-class DocKey:
-    """Which document a generation belongs to."""
-
-    task: str
-    split: str
-    doc_id: int
 
 
 class GenerationFailed(RuntimeError):
@@ -57,6 +50,17 @@ def _llava_family_known_to_llava_hf() -> Iterator[None]:
             llava_hf_module.model_map.pop(name, None)
 
 
+def _images_in(value: Any) -> list[Image.Image]:
+    """The images in what a doc reader returned: a list of visuals, or chat messages holding them."""
+    if isinstance(value, Image.Image):
+        return [value]
+    if isinstance(value, dict):
+        return [image for item in value.values() for image in _images_in(item)]
+    if isinstance(value, (list, tuple)):
+        return [image for item in value for image in _images_in(item)]
+    return []
+
+
 class VisheadsAdapter:
     """What ``llava_visheads`` adds to a ``llava_hf`` adapter; mixed in before the parent class."""
 
@@ -66,20 +70,21 @@ class VisheadsAdapter:
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
         global _latest_adapter
         checked = check_model_args({"pretrained": pretrained, **kwargs})
-        self.head_shape = HeadShape.from_config(checked.config)
-        self.visheads_args = checked.own
-        self._current_doc: DocKey | None = None
+        self.instrumentation = Instrumentation(checked.own, pretrained=checked.pretrained, config=checked.config)
+        self._current_doc: DocContext | None = None
         self._failure: GenerationFailed | None = None
         with _llava_family_known_to_llava_hf():
             super().__init__(pretrained=checked.pretrained, **checked.parent)
+        self.instrumentation.attach(self.model, self._image_processor, rank=self.rank)
         self._run_info = {
             "visheads_eval_version": visheads_eval.__version__,
-            "pretrained": self.pretrained,
+            "pretrained": checked.pretrained,
             "model_class": type(self.model).__name__,
             "attn_implementation": self.model.config._attn_implementation,
-            "n_layers": self.head_shape.n_layers,
-            "n_heads": self.head_shape.n_heads,
-            "args": dict(self.visheads_args),
+            "n_layers": self.instrumentation.shape.n_layers,
+            "n_heads": self.instrumentation.shape.n_heads,
+            "args": {key: str(value) for key, value in checked.own.items()},
+            **self.instrumentation.describe(),
         }
         _latest_adapter = weakref.ref(self)
 
@@ -91,22 +96,26 @@ class VisheadsAdapter:
         return dict(self._run_info)
 
     def generate_until(self, requests: list[Instance]) -> list[Any]:
-        with self._instrumented_generate():
-            results = super().generate_until([self._tracking_doc(request) for request in requests])
+        try:
+            with self._instrumented_generate():
+                results = super().generate_until([self._tracking_doc(request) for request in requests])
+        finally:
+            self.instrumentation.finish()
         self._raise_pending_failure()
         return results
 
     def _tracking_doc(self, request: Instance) -> Instance:
         """A copy of ``request`` whose doc reader first notes which doc is being generated for."""
         args = list(request.args)
-        key = DocKey(task=args[-2], split=args[-1], doc_id=int(args[-3]))
+        key = RecordKey(task=args[-2], split=args[-1], doc_id=int(args[-3]))
         read_doc = args[self._doc_reader_index]
 
         @functools.wraps(read_doc)
         def reading(doc: dict, *a: Any, **kw: Any) -> Any:
             self._raise_pending_failure()
-            self._current_doc = key
-            return read_doc(doc, *a, **kw)
+            read = read_doc(doc, *a, **kw)
+            self._current_doc = DocContext(key=key, doc=doc, images=_images_in(read))
+            return read
 
         args[self._doc_reader_index] = reading
         return dataclasses.replace(request, arguments=tuple(args))
@@ -124,9 +133,9 @@ class VisheadsAdapter:
 
     def _generate_one(self, generate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return generate(*args, **kwargs)
+            return self.instrumentation.generate(generate, self._current_doc, args, kwargs)
         except Exception as error:
-            where = self._current_doc
+            where = self._current_doc.key if self._current_doc is not None else None
             self._failure = GenerationFailed(
                 f"generation failed on task '{where.task}' ({where.split}) doc {where.doc_id}: "
                 f"{type(error).__name__}: {error}"

@@ -32,8 +32,17 @@ LLAVA_FAMILY = {
     "vipllava": VipLlavaForConditionalGeneration,  # ViP-LLaVA
 }
 
-# This project's own keys, popped before the parent adapter sees the rest.
-OWN_ARGS: dict[str, str] = {}
+# This project's own keys, popped before the parent adapter sees the rest (used by lmms.instrumentation).
+OWN_ARGS = {
+    "mask": "heads to remove: a spec name, a spec file, or an inline list such as L2H5+L10H3",
+    "mask_dir": "a folder of your own mask specs (searched before the shipped ones)",
+    "ranking": "the ranking table that top/others specs read",
+    "mask_mode": "override the spec's mode: zero, mean or uniform",
+    "mask_seed": "override the spec's seed (random and others specs)",
+    "record": "a folder for per-sample, per-head attention records",
+    "position": "the recorded query: answer (first generated token, the paper's) or last_prompt",
+    "head_means": "write every head's mean output over this run to this .npz file",
+}
 
 # Keys that lmms-eval's evaluator passes to every model besides the user's model_args.
 EVALUATOR_ARGS = ("max_batch_size",)

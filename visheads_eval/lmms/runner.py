@@ -1,8 +1,8 @@
 """The ``lmms_eval`` command: lmms-eval's own CLI, with failures that surface and a ``visheads`` block.
 
 lmms-eval prints an evaluation's exception and exits 0; this command exits 1 instead, with the error on
-one line (2 for bad input caught before anything runs). It also checks ``llava_visheads`` model_args and
-the task names before any model loads, adds the tasks shipped with visheads_eval to ``--include_path``,
+one line (2 for bad input caught before anything runs). It also checks ``llava_visheads`` model_args, the
+task names and the tasks' local data files before any model loads, adds the tasks shipped with visheads_eval to ``--include_path``,
 and writes what each ``llava_visheads`` run did (model shape, masked heads, recording) into the results
 file under ``"visheads"``. Subcommands (``lmms_eval tasks``, ``lmms_eval models`` ...) pass straight through.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import sys
 import traceback
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str]) -> int:
     """Run lmms-eval with ``argv``; return the exit status."""
+    with _reusing_task_index():
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     if not argv or not (argv[0].startswith("-") or argv[0] == "eval") or argv in (["-h"], ["--help"]):
         from lmms_eval.cli.dispatch import main as lmms_eval_main
 
@@ -49,17 +55,57 @@ def run(argv: list[str]) -> int:
     _, args = parse_eval_args()
     if args.tasks is None:
         raise VisheadsError("no --tasks given; list them with `lmms_eval --tasks list`")
+    if os.path.isdir(args.tasks):
+        # lmms-eval then loads the folder's YAML files as tasks of the simple kind, which chat models cannot run.
+        raise VisheadsError(
+            f"--tasks {args.tasks} is a folder here, which lmms-eval would read instead of a task of that name; "
+            "pass folders with --include_path and task names with --tasks, or run from another directory"
+        )
     args.include_path = _with_shipped_tasks(args.include_path)
     if args.tasks not in ("list", "list_groups", "list_tags", "list_subtasks"):
-        _check_task_names(args.tasks, args.include_path)
+        _check_tasks(args.tasks, args.include_path)
     if args.model == "llava_visheads":
         from lmms_eval.utils import simple_parse_args_string
 
+        from visheads_eval.lmms.instrumentation import Instrumentation
         from visheads_eval.lmms.model_args import check_batch_size, check_model_args
 
         check_batch_size(args.batch_size)
-        check_model_args(simple_parse_args_string(args.model_args))
+        checked = check_model_args(simple_parse_args_string(args.model_args))
+        Instrumentation(checked.own, pretrained=checked.pretrained, config=checked.config)  # masks, record folder
     return _evaluate(args)
+
+
+_TASK_INDEX: dict[tuple[str, float], dict] = {}
+
+
+def _newest_change(folder: str) -> float:
+    newest = 0.0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+@contextlib.contextmanager
+def _reusing_task_index() -> Iterator[None]:
+    """Index each task folder once per process and content: lmms-eval parses thousands of YAML files
+    every time it builds a TaskManager (seconds), once for the name check and again for the run."""
+    from lmms_eval.tasks import TaskManager
+
+    index_folder = TaskManager._get_task_and_group
+
+    def indexing(manager: TaskManager, task_dir: str) -> dict:
+        key = (os.path.abspath(task_dir), _newest_change(task_dir))
+        if key not in _TASK_INDEX:
+            _TASK_INDEX[key] = index_folder(manager, task_dir)
+        return copy.deepcopy(_TASK_INDEX[key])
+
+    TaskManager._get_task_and_group = indexing
+    try:
+        yield
+    finally:
+        TaskManager._get_task_and_group = index_folder
 
 
 def _with_shipped_tasks(include_path: str | None) -> list[str]:
@@ -68,8 +114,11 @@ def _with_shipped_tasks(include_path: str | None) -> list[str]:
     return [*([include_path] if include_path else []), str(tasks_dir())]
 
 
-def _check_task_names(tasks: str, include_path: list[str]) -> None:
+def _check_tasks(tasks: str, include_path: list[str]) -> None:
+    """Every task name is known and every task reading local files finds them."""
     from lmms_eval.tasks import TaskManager
+
+    from visheads_eval.data.task_folders import missing_task_data
 
     names = [name for name in tasks.split(",") if name and "*" not in name and not os.path.exists(name)]
     if not names:
@@ -81,6 +130,9 @@ def _check_task_names(tasks: str, include_path: list[str]) -> None:
                 f"unknown task '{name}'{did_you_mean(name, manager.all_tasks)}; "
                 f"list tasks with `{PROG} --tasks list` or add a folder with --include_path"
             )
+    missing = missing_task_data(names, manager.task_index)
+    if missing:
+        raise VisheadsError(missing[0])
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -1,0 +1,173 @@
+"""Leaderboards and lmms-eval results reading: values and drops against hand-computed ones, bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from visheads_eval.analysis.synthetic import write_results
+from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdown, unmasked_values
+from visheads_eval.analysis.results import correct_docs, find_runs, is_correct, primary_metric, read_run
+from visheads_eval.errors import VisheadsError
+
+M7 = "llava-hf/llava-1.5-7b-hf"
+M16 = "llava-hf/llava-v1.6-vicuna-7b-hf"
+
+
+def _paper_runs(output: Path) -> None:
+    """Runs shaped like the paper's Table 3 (1.5-7b: MMBench 75.44, POPE 85.27, QBench 63.37)."""
+    base = {"pope": {"pope_accuracy": 0.8527, "pope_f1_score": 0.86}, "mmbench_en_dev_static": {"gpt_eval_score": 75.44},
+            "qbench_dev": {"qbench_acc": 0.6337}}
+    write_results(output, "20250101_000000", M7, base)
+    write_results(output, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.5706, "pope_f1_score": 0.5}, "mmbench_en_dev_static": {"gpt_eval_score": 51.01},
+                                              "qbench_dev": {"qbench_acc": 0.4251}}, mask="early_top20", heads=["L1H2", "L3H4"])
+    write_results(output, "20250103_000000", M7, {"pope": {"pope_accuracy": 0.7806, "pope_f1_score": 0.7}, "mmbench_en_dev_static": {"gpt_eval_score": 68.88},
+                                              "qbench_dev": {"qbench_acc": 0.5823}}, mask="late_top20", heads=["L25H0"])
+    write_results(output, "20250104_000000", M16, {"pope": {"pope_accuracy": 0.7967}})
+    write_results(output, "20250105_000000", M16, {"pope": {"pope_accuracy": 0.6909}}, mask="early_top20", heads=["L0H1"])
+
+
+def test_values_and_drops_in_points(tmp_path: Path) -> None:
+    _paper_runs(tmp_path)
+    table = leaderboard(find_runs([tmp_path]))
+    rows = {(r.model, r.mask, r.task): r for r in table.itertuples()}
+    assert rows[(M7, "none", "pope")].value == pytest.approx(85.27)
+    assert rows[(M7, "none", "pope")].metric == "pope_accuracy" and rows[(M7, "none", "pope")].drop == 0
+    assert rows[(M7, "early_top20", "pope")].drop == pytest.approx(28.21)
+    assert rows[(M7, "early_top20", "mmbench_en_dev_static")].drop == pytest.approx(24.43)  # already in percent
+    assert rows[(M7, "early_top20", "qbench_dev")].drop == pytest.approx(20.86)
+    assert rows[(M7, "late_top20", "qbench_dev")].drop == pytest.approx(5.14)
+    assert rows[(M16, "early_top20", "pope")].drop == pytest.approx(10.58)
+    early = rows[(M7, "early_top20", "pope")]
+    assert early.heads == "L1H2 L3H4" and early.n_masked == 2 and early.mask_mode == "zero" and early.mask_seed == 0
+    assert early.results_file.endswith("20250102_000000_results.json")
+    assert list(table["mask"][:6]) == ["none"] * 3 + ["early_top20"] * 3  # none first, then masks in natural order
+    assert set(table.columns) >= {"model", "mask", "task", "metric", "value", "drop"}
+
+
+def test_unmasked_values_for_figure_titles(tmp_path: Path) -> None:
+    _paper_runs(tmp_path)
+    values = unmasked_values(find_runs([tmp_path]), ["pope", "seedbench", "mmbench_en_dev_static"])
+    assert values == {(M7, "pope"): pytest.approx(85.27), (M7, "mmbench_en_dev_static"): pytest.approx(75.44), (M16, "pope"): pytest.approx(79.67)}
+    assert unmasked_values(find_runs([tmp_path]), ["seedbench"]) == {}
+
+
+def test_markdown_and_latex(tmp_path: Path) -> None:
+    _paper_runs(tmp_path)
+    table = leaderboard(find_runs([tmp_path]))
+    markdown = to_markdown(table)
+    assert f"## {M7}" in markdown and f"## {M16}" in markdown
+    assert "| none        | 85.27" in markdown and "28.21 ↓" in markdown
+    assert "L1H2 L3H4" in markdown and "20250102_000000_results.json" in markdown
+    latex = to_latex(table)
+    assert latex.count("\\begin{table}") == 2
+    assert "early\\_top20 & 28.21 $\\downarrow$ & 24.43 $\\downarrow$ & 20.86 $\\downarrow$" in latex  # pope, mmbench, qbench
+
+
+def test_newest_run_wins_and_missing_baseline_leaves_the_drop_empty(tmp_path: Path) -> None:
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.80}})
+    write_results(tmp_path, "20250109_000000", M7, {"pope": {"pope_accuracy": 0.85}})  # a rerun
+    write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.60}}, mask="early_top20", heads=["L0H0"])
+    write_results(tmp_path, "20250102_000000", M16, {"pope": {"pope_accuracy": 0.60}}, mask="early_top20", heads=["L0H0"])
+    table = leaderboard(find_runs([tmp_path]))
+    drops = table.set_index(["model", "mask"])["drop"]
+    assert drops[(M7, "early_top20")] == pytest.approx(25.0)
+    assert np.isnan(drops[(M16, "early_top20")])
+    assert "(60.00, no unmasked run)" in to_markdown(table)
+
+
+def test_masked_run_without_the_visheads_block_has_unknown_heads(tmp_path: Path) -> None:
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.8}}, block=False)
+    write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.7}}, mask="early_top20", block=False)
+    run = read_run(next(tmp_path.rglob("20250102_000000_results.json")))
+    assert run.model == M7 and run.mask == "early_top20" and run.heads is None
+    table = leaderboard(find_runs([tmp_path]))
+    assert table["mask"].tolist() == ["none", "early_top20"]
+    assert table["drop"].tolist() == pytest.approx([0.0, 10.0])
+    assert table["n_masked"].isna().tolist() == [False, True]
+
+
+def test_random_masks_drawn_with_different_seeds_are_separate_rows(tmp_path: Path) -> None:
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.85}})
+    for day, (seed, heads, accuracy) in enumerate([(0, ["L0H0"], 0.83), (1, ["L5H2"], 0.80)], start=2):
+        path = write_results(tmp_path, f"2025010{day}_000000", M7, {"pope": {"pope_accuracy": accuracy}}, mask="early_random20", heads=heads)
+        data = json.loads(path.read_text())
+        data["visheads"]["mask"]["seed"] = seed
+        path.write_text(json.dumps(data))
+    table = leaderboard(find_runs([tmp_path]))
+    assert table["mask"].tolist() == ["none", "early_random20 seed=0", "early_random20 seed=1"]
+    assert table["drop"].tolist() == pytest.approx([0.0, 2.0, 5.0])
+    assert table["heads"].tolist()[1:] == ["L0H0", "L5H2"]
+
+
+def test_mask_that_removed_different_heads_is_an_error(tmp_path: Path) -> None:
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.7}}, mask="early_top20", heads=["L0H0"])
+    write_results(tmp_path, "20250102_000000", M7, {"qbench_dev": {"qbench_acc": 0.5}}, mask="early_top20", heads=["L0H1"])
+    with pytest.raises(VisheadsError, match="mask 'early_top20' of llava-hf/llava-1.5-7b-hf removed different heads"):
+        leaderboard(find_runs([tmp_path]))
+
+
+def test_metric_choice_and_override(tmp_path: Path) -> None:
+    assert primary_metric("pope", ["pope_f1_score", "pope_accuracy"]) == "pope_accuracy"
+    assert primary_metric("seedbench", ["seed_video", "seed_image", "seed_all"]) == "seed_image"
+    assert primary_metric("mmbench_en_dev_static", ["gpt_eval_score", "submission"]) == "gpt_eval_score"
+    assert primary_metric("pointqa_visual_general", ["parse_rate", "pointqa_accuracy"]) == "pointqa_accuracy"
+    assert primary_metric("pope", ["pope_accuracy", "pope_f1_score"], {"pope": "pope_f1_score"}) == "pope_f1_score"
+    with pytest.raises(VisheadsError, match="task foo reports bleu, rouge; pick one with --metric foo=METRIC"):
+        primary_metric("foo", ["bleu", "rouge"])
+    with pytest.raises(VisheadsError, match="no metric 'pope_f1' \\(did you mean 'pope_f1_score'\\?\\)"):
+        primary_metric("pope", ["pope_accuracy", "pope_f1_score"], {"pope": "pope_f1"})
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.8, "pope_f1_score": 0.9}})
+    table = leaderboard(find_runs([tmp_path]), metrics={"pope": "pope_f1_score"})
+    assert table.loc[0, "metric"] == "pope_f1_score" and table.loc[0, "value"] == pytest.approx(90.0)
+
+
+def test_fraction_metric_out_of_range_asks_for_percent(tmp_path: Path) -> None:
+    write_results(tmp_path, "20250101_000000", M7, {"pointqa": {"accuracy": 64.0}})
+    with pytest.raises(VisheadsError, match="accuracy of pointqa is 64.0, not a fraction in 0..1; .* --percent-metric accuracy"):
+        leaderboard(find_runs([tmp_path]))
+    assert leaderboard(find_runs([tmp_path]), percent_metrics=["accuracy"]).loc[0, "value"] == pytest.approx(64.0)
+
+
+def test_files_that_are_not_lmms_eval_results(tmp_path: Path) -> None:
+    other = tmp_path / "20250101_000000_results.json"
+    other.write_text(json.dumps({"model": "x", "scores": {"pope": 0.8}}))  # another tool's output
+    with pytest.raises(VisheadsError, match=f"{other} is not an lmms-eval results file: it lacks 'results' or 'config.model_args'"):
+        read_run(other)
+    truncated = tmp_path / "20250102_000000_results.json"
+    truncated.write_text('{"results": {"pope": {"pope_accuracy,none": 0.8')
+    with pytest.raises(VisheadsError, match=f"cannot read results file {truncated}"):
+        read_run(truncated)
+    named = tmp_path / "scores.json"
+    named.write_text("{}")
+    with pytest.raises(VisheadsError, match="does not end in _results.json"):
+        read_run(named)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VisheadsError, match="no lmms-eval results file"):
+        find_runs([tmp_path / "empty"])
+    with pytest.raises(VisheadsError, match="does not exist"):
+        find_runs([tmp_path / "missing"])
+
+
+def test_per_sample_correctness(tmp_path: Path) -> None:
+    assert is_correct("pope_accuracy", {"question_id": 1, "score": 1.0, "prediction": "yes", "ground_truth": "yes"})
+    assert not is_correct("pope_accuracy", {"question_id": 1, "score": 0.0, "prediction": "no", "ground_truth": "yes"})
+    assert is_correct("exact_match", 1.0) and not is_correct("exact_match", 0.0) and is_correct("acc", True)
+    assert is_correct("seed_image", {"pred": "B", "answer": "b", "question_id": 3})  # lmms-eval compares case-insensitively
+    assert not is_correct("seed_image", {"pred": "A", "answer": "B", "question_id": 3})
+    assert is_correct("qbench_acc", {"id": 0, "question_concern": 0, "question_type": 1, "answer": "C", "parsed_pred": "C"})
+    assert not is_correct("qbench_acc", {"id": 0, "question_concern": 0, "question_type": 1, "answer": "C", "parsed_pred": "A"})
+    with pytest.raises(VisheadsError, match="per-sample correctness cannot be read from the 'gpt_eval_score' field"):
+        is_correct("gpt_eval_score", {"index": 1, "prediction": "A", "answer": "A"})
+    path = write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.5}},
+                     samples={"pope": [{"pope_accuracy": {"score": 1.0}}, {"pope_accuracy": {"score": 0.0}}]})
+    assert correct_docs(read_run(path), "pope", "pope_accuracy") == {0: True, 1: False}
+    with pytest.raises(VisheadsError, match="rerun lmms-eval with --log_samples"):
+        correct_docs(read_run(path), "qbench_dev", "qbench_acc")
+    samples = path.with_name("20250101_000000_samples_pope.jsonl")
+    samples.write_text(samples.read_text() + '{"doc_id": 2, "pope_acc')
+    with pytest.raises(VisheadsError, match="line 3 is not JSON \\(truncated file\\?\\)"):
+        correct_docs(read_run(path), "pope", "pope_accuracy")

@@ -1,0 +1,163 @@
+"""Leaderboards: each benchmark's metric with no mask and its drop under every mask (paper Tables 2, 3).
+
+The table is long: one row per model, mask and task, with the value in accuracy points and ``drop =
+value(none) - value(mask)`` (positive when masking hurts; 0 for the ``none`` row; empty when the model has
+no unmasked run of that task). Every row keeps what links it to its run: the results file, the mask's
+mode, seed, ranking and the heads it removed (from the results file's ``visheads`` block).
+
+When a model has several runs of one mask (and seed) on one task, the newest (by lmms-eval's date in
+the file name) is used. Runs of one mask with different seeds (random heads drawn again) are separate
+rows, labelled ``<mask> seed=<seed>``. The runs chosen for one mask and seed of one model must agree on
+the heads removed: a mask that removed different heads in different runs (e.g. after re-ranking) is an
+error, not a silent mix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from visheads_eval.analysis.results import NO_MASK, Run, metric_points, primary_metric, task_metrics
+from visheads_eval.errors import VisheadsError
+
+COLUMNS = ("model", "mask", "task", "metric", "value", "drop", "mask_mode", "n_masked", "heads", "mask_seed", "ranking", "results_file")
+
+
+def mask_order(name: str) -> tuple:
+    """Sort key: ``none`` first, then names in natural order (``early_top10`` before ``early_top100``)."""
+    return (name != NO_MASK, [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)])
+
+
+def leaderboard(
+    runs: Iterable[Run],
+    metrics: Mapping[str, str] | None = None,
+    percent_metrics: Iterable[str] = (),
+    tasks: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """The leaderboard of ``runs`` (oldest first, as :func:`~visheads_eval.analysis.results.find_runs`
+    returns them), restricted to ``tasks`` when given; columns :data:`COLUMNS`."""
+    runs = list(runs)
+    wanted = None if tasks is None else list(tasks)
+    by_seed: dict[tuple[str, str, int | None, str], Run] = {}
+    for run in runs:
+        for task in run.results:
+            if wanted is None or task in wanted:
+                by_seed[(run.model, run.mask, run.mask_seed, task)] = run  # newer runs replace older ones
+    if not by_seed:
+        available = sorted({task for run in runs for task in run.results})
+        raise VisheadsError(f"no results for the tasks {', '.join(wanted or [])}; the results files have {', '.join(available)}")
+    seeds: dict[tuple[str, str], set] = {}
+    for model, mask, seed, _ in by_seed:
+        seeds.setdefault((model, mask), set()).add(seed)
+    chosen = {
+        (model, mask if len(seeds[(model, mask)]) == 1 else f"{mask} seed={seed}", task): run
+        for (model, mask, seed, task), run in by_seed.items()
+    }
+    _check_masks_agree(chosen)
+    metric_of = {task: primary_metric(task, task_metrics(run, task), metrics) for (_, _, task), run in chosen.items()}
+    rows = []
+    for (model, mask, task), run in chosen.items():
+        metric = metric_of[task]
+        value = metric_points(run, task, metric, percent_metrics)
+        rows.append({
+            "model": model, "mask": mask, "task": task, "metric": metric, "value": value,
+            "mask_mode": run.mask_mode, "n_masked": None if run.heads is None else len(run.heads),
+            "heads": None if run.heads is None else " ".join(run.heads),
+            "mask_seed": run.mask_seed, "ranking": run.ranking, "results_file": str(run.path),
+        })
+    table = pd.DataFrame(rows)
+    baseline = table[table["mask"] == NO_MASK].set_index(["model", "task"])["value"]
+    keys = pd.MultiIndex.from_frame(table[["model", "task"]])
+    table["drop"] = (baseline.reindex(keys).to_numpy() - table["value"].to_numpy()).round(4)
+    table["value"] = table["value"].round(4)
+    table["n_masked"] = table["n_masked"].astype("Int64")
+    table["mask_seed"] = table["mask_seed"].astype("Int64")
+    models = list(dict.fromkeys(table["model"]))
+    task_order = list(dict.fromkeys([*(wanted or []), *table["task"]]))
+    order = sorted(table.index, key=lambda i: (models.index(table.at[i, "model"]), mask_order(table.at[i, "mask"]), task_order.index(table.at[i, "task"])))
+    return table.loc[order, list(COLUMNS)].reset_index(drop=True)
+
+
+def unmasked_values(
+    runs: Iterable[Run], tasks: Iterable[str], metrics: Mapping[str, str] | None = None, percent_metrics: Iterable[str] = ()
+) -> dict[tuple[str, str], float]:
+    """Each (model, task)'s primary metric without a mask, in points, for the ``tasks`` the runs have."""
+    tasks = list(tasks)
+    unmasked = [run for run in runs if run.mask == NO_MASK and set(run.results) & set(tasks)]
+    if not unmasked:
+        return {}
+    table = leaderboard(unmasked, metrics, percent_metrics, tasks=[t for t in tasks if any(t in run.results for run in unmasked)])
+    return {(row.model, row.task): row.value for row in table.itertuples()}
+
+
+def _check_masks_agree(chosen: Mapping[tuple[str, str, str], Run]) -> None:
+    seen: dict[tuple[str, str], Run] = {}
+    for (model, mask, _), run in chosen.items():
+        first = seen.setdefault((model, mask), run)
+        if (first.mask_mode, first.heads) != (run.mask_mode, run.heads) and first.heads is not None and run.heads is not None:
+            raise VisheadsError(
+                f"mask '{mask}' of {model} removed different heads (or used another mode) in {first.path} and {run.path}; "
+                "rerun the older one or leave it out"
+            )
+
+
+def _cell(row: pd.Series, arrows: tuple[str, str]) -> str:
+    if row["mask"] == NO_MASK:
+        return f"{row['value']:.2f}"
+    if np.isnan(row["drop"]):
+        return f"({row['value']:.2f}, no unmasked run)"
+    down, up = arrows
+    return f"{abs(row['drop']):.2f} {down if row['drop'] >= 0 else up}"
+
+
+def _wide(table: pd.DataFrame, model: str, arrows: tuple[str, str]) -> pd.DataFrame:
+    """One model's rows as masks x tasks: the ``none`` row holds values, mask rows hold drops."""
+    rows = table[table["model"] == model].copy()
+    rows["column"] = rows["task"] + " (" + rows["metric"] + ")"
+    rows["cell"] = rows.apply(_cell, axis=1, arrows=arrows)
+    wide = rows.pivot(index="mask", columns="column", values="cell")
+    wide = wide.reindex(index=sorted(wide.index, key=mask_order), columns=list(dict.fromkeys(rows["column"])))
+    wide.columns.name = None
+    return wide.fillna("")
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """Markdown: per model, the masks x tasks table (values for ``none``, drops in points below it),
+    then which heads every mask removed and the results files it comes from."""
+    parts = []
+    for model in dict.fromkeys(table["model"]):
+        wide = _wide(table, model, ("↓", "↑"))
+        parts.append(f"## {model}\n\nValues in accuracy points; mask rows give the drop from the unmasked run.\n\n")
+        parts.append(wide.to_markdown(tablefmt="github") + "\n")
+        masks = table[(table["model"] == model) & (table["mask"] != NO_MASK)]
+        if len(masks):
+            listing = masks.groupby("mask", sort=False).agg(
+                mode=("mask_mode", "first"), n_masked=("n_masked", "first"), heads=("heads", "first"),
+                results_files=("results_file", lambda files: ", ".join(dict.fromkeys(files))),
+            )
+            listing = listing.reindex(sorted(listing.index, key=mask_order)).fillna("unknown")
+            parts.append(f"\nHeads removed by each mask of {model}:\n\n" + listing.to_markdown(tablefmt="github") + "\n")
+        parts.append("\n")
+    return "".join(parts)
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """LaTeX: one ``table`` environment per model, masks x tasks, as in the paper's Tables 2 and 3."""
+    parts = []
+    for model in dict.fromkeys(table["model"]):
+        wide = _wide(table, model, (r"$\downarrow$", r"$\uparrow$"))
+        styler = wide.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+        caption = f"Accuracy of {model} with no mask and its drop (points) under each mask."
+        parts.append(styler.to_latex(hrules=True, caption=_latex_escape(caption), position="t") + "\n")
+    return "".join(parts)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in text)

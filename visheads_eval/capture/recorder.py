@@ -1,0 +1,156 @@
+"""``HeadRecorder``: per-head statistics of one query's attention, recorded under SDPA.
+
+```python
+with HeadRecorder(model, position="last_prompt", region_mask=None) as rec:
+    model(**inputs)                      # or model.generate(**inputs, max_new_tokens=...)
+rec.stats["image_attn"]                  # (batch, n_layers, n_heads)
+```
+
+The query is the last prompt position, recorded from the prefill forward (``last_prompt``: the
+position that predicts the answer), or the first generated token at the next decoding step, whose
+keys are the prompt plus that token (``answer``: the paper's choice, n = input length + 1; it needs
+``generate(..., max_new_tokens>=2)``). Later decoding steps are never recorded. Each prefill inside
+the ``with`` block adds its batch to the records. The attention kernel is intercepted
+(:mod:`visheads_eval.kernel`): the model keeps its own kernel (SDPA) and is never asked for
+``output_attentions``; only ``batch x heads x keys`` numbers per layer are formed. Prompts must be
+left-padded, so that the last position is every sample's own last token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visheads_eval.capture.rows import attention_row, row_statistics
+from visheads_eval.errors import VisheadsError
+from visheads_eval.heads import HeadShape
+from visheads_eval.hook_context import HookContext
+from visheads_eval.kernel import KernelCall, KernelOutput, intercept_attention
+
+POSITIONS = ("last_prompt", "answer")
+STATISTICS = ("image_attn", "region_attn", "text_attn", "concentration", "image_argmax")
+
+
+@dataclass
+class _Batch:
+    """What one prefill (and the decoding steps after it) recorded."""
+
+    image: torch.Tensor  # (batch, prompt_len) bool
+    region: torch.Tensor | None  # (batch, prompt_len) bool
+    step: int = 0  # forwards since the prefill
+    layers: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # layer -> stat -> (batch, n_heads)
+    n_keys: torch.Tensor | None = None  # (batch,) keys the query could see
+
+
+class HeadRecorder(HookContext):
+    """Record per-head attention statistics of ``model`` (a LLaVA-family model) while the block runs."""
+
+    def __init__(self, model: nn.Module, position: str = "last_prompt", region_mask: torch.Tensor | None = None) -> None:
+        if position not in POSITIONS:
+            raise VisheadsError(f"unknown position '{position}'; choose one of {', '.join(POSITIONS)}")
+        image_token_id = getattr(model.config, "image_token_id", None)
+        if image_token_id is None:
+            raise VisheadsError(f"{type(model).__name__} has no config.image_token_id; HeadRecorder needs a LLaVA-family model")
+        self.model = model
+        self.position = position
+        self.region_mask = region_mask
+        self.shape = HeadShape.from_config(model.config)
+        self._image_token_id = int(image_token_id)
+        self._target_step = POSITIONS.index(position)
+        self._batches: list[_Batch] = []
+
+    def _install(self, stack: contextlib.ExitStack) -> None:
+        stack.callback(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True).remove)
+        stack.enter_context(intercept_attention(self.model, self._on_kernel_call))
+
+    def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = cache.get_seq_length() if cache is not None else 0
+        if past > 0 and self._batches:
+            self._batches[-1].step += 1
+            return
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if input_ids is None:
+            raise VisheadsError("HeadRecorder needs input_ids (it finds image tokens as input_ids == image_token_id)")
+        attention_mask = kwargs.get("attention_mask")
+        if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
+            raise VisheadsError("HeadRecorder needs left-padded prompts: set tokenizer.padding_side = 'left'")
+        image = input_ids == self._image_token_id
+        region = None
+        if self.region_mask is not None:
+            if self._batches:
+                raise VisheadsError("a region_mask belongs to one batch: use one HeadRecorder per prefill when giving regions")
+            region = self.region_mask.to(device=image.device, dtype=torch.bool)
+            if region.shape != image.shape:
+                raise VisheadsError(f"region_mask is {tuple(region.shape)} but the prompt is {tuple(image.shape)} (batch, prompt_len)")
+            if bool((region & ~image).any()):
+                raise VisheadsError("region_mask marks positions that are not image tokens")
+        self._batches.append(_Batch(image=image, region=region))
+
+    def _on_kernel_call(self, call: KernelCall, proceed: Any) -> KernelOutput:
+        output = proceed()
+        batch = self._batches[-1] if self._batches else None
+        if batch is None or batch.step != self._target_step:
+            return output
+        alpha, visible = attention_row(call)  # (batch, n_heads, kv_len), (batch, kv_len)
+        uniform = visible.float() / visible.sum(-1, keepdim=True)
+        for head in call.notes.get("uniform_heads", ()):  # a uniform mask replaced this head's attention
+            alpha[:, head] = uniform
+        n_keys = alpha.shape[-1]
+        if n_keys < batch.image.shape[1]:
+            raise VisheadsError("HeadRecorder supports one prefill of the whole prompt (no chunked prefill)")
+        pad = (0, n_keys - batch.image.shape[1])
+        image = F.pad(batch.image, pad)
+        region = F.pad(batch.region, pad) if batch.region is not None else None
+        batch.layers[call.layer] = row_statistics(alpha, image, region)
+        if batch.n_keys is None:
+            batch.n_keys = visible.sum(-1)
+        return output
+
+    @property
+    def complete(self) -> bool:
+        """Whether every batch recorded its query position in every layer."""
+        return bool(self._batches) and all(len(b.layers) == self.shape.n_layers for b in self._batches)
+
+    @property
+    def stats(self) -> dict[str, np.ndarray]:
+        """Statistic name -> ``(batch, n_layers, n_heads)`` array over every batch recorded so far."""
+        per_batch = [self._stack_layers(index, batch) for index, batch in enumerate(self._batches)]
+        if not per_batch:
+            return {}
+        return {name: np.concatenate([b[name] for b in per_batch]) for name in per_batch[0]}
+
+    @property
+    def token_counts(self) -> dict[str, np.ndarray]:
+        """Per sample ``(batch,)``: ``n_keys`` the query saw, ``n_image_tokens``, ``n_region_tokens``."""
+        self.stats  # raises if a batch is incomplete
+        counts = {
+            "n_keys": [b.n_keys.cpu().numpy() for b in self._batches],
+            "n_image_tokens": [b.image.sum(-1).cpu().numpy() for b in self._batches],
+            "n_region_tokens": [
+                (b.region.sum(-1) if b.region is not None else torch.zeros(len(b.image), dtype=torch.long)).cpu().numpy()
+                for b in self._batches
+            ],
+        }
+        return {name: np.concatenate(parts) for name, parts in counts.items()}
+
+    def _stack_layers(self, index: int, batch: _Batch) -> dict[str, np.ndarray]:
+        missing = [layer for layer in range(self.shape.n_layers) if layer not in batch.layers]
+        if missing:
+            if self.position == "answer" and not batch.layers:
+                raise VisheadsError(
+                    f"batch {index} has no decoding step after its prompt: position='answer' needs "
+                    "model.generate(..., max_new_tokens>=2) that goes on past the first token"
+                )
+            raise VisheadsError(f"batch {index} recorded no attention in layers {missing}")
+        names = batch.layers[0].keys()
+        return {
+            name: torch.stack([batch.layers[layer][name] for layer in range(self.shape.n_layers)], dim=1).cpu().numpy()
+            for name in names
+        }

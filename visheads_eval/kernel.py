@@ -1,0 +1,135 @@
+"""Interception of the attention-kernel call of a model's language-model layers.
+
+Every attention module of the transformers LLaVA backbones (Llama, Mistral, Phi-3) computes its query,
+key and value (after RoPE, with the cache appended) and hands them to the kernel that
+``config._attn_implementation`` names (``sdpa``, ``eager``, ...) through transformers' attention
+registry. :func:`intercept_attention` puts a dispatcher in that registry entry for as long as a
+``with`` block lasts, so that handlers see exactly the tensors the kernel sees, and may change its
+output, without switching the model to another kernel. The model object is never modified; the
+registry entry is restored on exit, also after an error.
+
+Handlers of several contexts (a recorder and a mask, say) stack: each receives the call and a
+``proceed()`` that runs the next handler, the innermost finally the model's own kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from visheads_eval.heads import attention_modules
+
+KernelOutput = tuple[torch.Tensor, torch.Tensor | None]
+
+
+@dataclass
+class KernelCall:
+    """One call of the attention kernel in one layer.
+
+    ``query`` is ``(batch, n_heads, q_len, head_dim)``; ``key`` and ``value`` are
+    ``(batch, n_kv_heads, kv_len, head_dim)`` (grouped-query models have fewer key/value heads);
+    ``attention_mask`` is whatever the model built for this kernel (``None``, a boolean or an additive
+    4-D mask ``(batch, 1, q_len, kv_len)``). ``notes`` lets handlers of the same call talk to each other.
+    """
+
+    module: nn.Module
+    layer: int
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    attention_mask: torch.Tensor | None
+    kwargs: dict[str, Any]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scaling(self) -> float:
+        scaling = self.kwargs.get("scaling")
+        return float(scaling) if scaling is not None else self.query.shape[-1] ** -0.5
+
+
+Handler = Callable[[KernelCall, Callable[[], KernelOutput]], KernelOutput]
+
+
+@dataclass
+class _Binding:
+    layer_of: dict[int, int]  # id(attention module) -> layer index
+    handler: Handler
+
+
+_bindings: list[_Binding] = []
+_installed: dict[str, tuple[int, Any, Callable | None]] = {}  # impl -> (users, saved local entry, original kernel)
+_MISSING = object()
+
+
+def _original_kernel(impl: str, module: nn.Module) -> Callable:
+    original = _installed[impl][2]
+    if original is not None:
+        return original
+    # "eager" is not in the registry: each modeling file passes its own eager function as the default.
+    return sys.modules[type(module).__module__].eager_attention_forward
+
+
+def _dispatch(impl: str) -> Callable:
+    def kernel(module: nn.Module, query, key, value, attention_mask, **kwargs) -> KernelOutput:
+        original = _original_kernel(impl, module)
+        bindings = [b for b in _bindings if id(module) in b.layer_of]
+        if not bindings:
+            return original(module, query, key, value, attention_mask, **kwargs)
+        call = KernelCall(module, bindings[0].layer_of[id(module)], query, key, value, attention_mask, kwargs)
+
+        def proceed(index: int) -> KernelOutput:
+            if index == len(bindings):
+                return original(module, call.query, call.key, call.value, call.attention_mask, **call.kwargs)
+            return bindings[index].handler(call, lambda: proceed(index + 1))
+
+        return proceed(0)
+
+    return kernel
+
+
+def _install(impl: str) -> None:
+    users, saved, original = _installed.get(impl, (0, _MISSING, None))
+    if users == 0:
+        saved = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl, _MISSING)
+        original = ALL_ATTENTION_FUNCTIONS.get(impl)  # None for "eager"
+        ALL_ATTENTION_FUNCTIONS[impl] = _dispatch(impl)
+    _installed[impl] = (users + 1, saved, original)
+
+
+def _uninstall(impl: str) -> None:
+    users, saved, original = _installed[impl]
+    if users > 1:
+        _installed[impl] = (users - 1, saved, original)
+        return
+    del _installed[impl]
+    if saved is _MISSING:
+        del ALL_ATTENTION_FUNCTIONS._local_mapping[impl]
+    else:
+        ALL_ATTENTION_FUNCTIONS._local_mapping[impl] = saved
+
+
+def attention_implementation(model: nn.Module) -> str:
+    """The kernel the language model's attention layers use (``sdpa``, ``eager``, ...)."""
+    return attention_modules(model)[0].config._attn_implementation
+
+
+@contextlib.contextmanager
+def intercept_attention(model: nn.Module, handler: Handler) -> Iterator[None]:
+    """Route every attention-kernel call of ``model``'s language model through ``handler``."""
+    modules = attention_modules(model)
+    impl = attention_implementation(model)
+    binding = _Binding({id(module): layer for layer, module in enumerate(modules)}, handler)
+    _install(impl)
+    _bindings.append(binding)
+    try:
+        yield
+    finally:
+        _bindings.remove(binding)
+        _uninstall(impl)

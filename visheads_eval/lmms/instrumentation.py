@@ -1,0 +1,196 @@
+"""What ``llava_visheads`` does around each ``generate`` call: mask heads, record attention, keep records.
+
+Its own model_args, checked before the model loads:
+
+- ``mask=NAME|FILE|L2H5+L10H3`` with ``mask_dir=``, ``ranking=``, ``mask_mode=``, ``mask_seed=``:
+  the heads to remove (:mod:`visheads_eval.masking.specs`), resolved and validated before loading;
+- ``record=DIR`` with ``position=answer|last_prompt``: per-head statistics of every sample, written as
+  sidecar records (:mod:`visheads_eval.records`), with the question's region when the doc has a ``bbox``;
+- ``head_means=FILE``: every head's mean output over the run, the reference that ``mode: mean`` needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import PretrainedConfig
+
+import visheads_eval
+from visheads_eval.capture import HeadRecorder
+from visheads_eval.capture.recorder import POSITIONS
+from visheads_eval.errors import VisheadsError
+from visheads_eval.geometry import region_token_mask
+from visheads_eval.heads import HeadShape
+from visheads_eval.masking.ablation import HeadMask
+from visheads_eval.masking.schema import MODES
+from visheads_eval.masking.means import HeadMeans, load_means, save_means
+from visheads_eval.masking.specs import ResolvedMask, load_mask, resolve_spec
+from visheads_eval.records import RecordKey, RecordWriter
+from visheads_eval.records.format import identity_difference, read_run, run_identity
+
+@dataclass(frozen=True)
+class DocContext:
+    """The document a generate call answers, as the adapter saw it."""
+
+    key: RecordKey
+    doc: dict
+    images: list[Image.Image]
+
+
+class Instrumentation:
+    """The masks, recorder, records and means of one ``llava_visheads`` run."""
+
+    def __init__(self, own: dict[str, Any], *, pretrained: str, config: PretrainedConfig) -> None:
+        self.shape = HeadShape.from_config(config)
+        self.pretrained = pretrained
+        self.position = str(own.get("position", "answer"))
+        if self.position not in POSITIONS:
+            raise VisheadsError(f"position={self.position} is not one of {', '.join(POSITIONS)}")
+        self.record_dir = Path(own["record"]).expanduser() if own.get("record") else None
+        self.means_path = Path(own["head_means"]).expanduser() if own.get("head_means") else None
+        self.mask: ResolvedMask | None = None
+        self._means = None
+        mask_mode = own.get("mask_mode")
+        if mask_mode is not None and mask_mode not in MODES:
+            raise VisheadsError(f"mask_mode={mask_mode} is not one of {', '.join(MODES)}")
+        if own.get("mask") not in (None, ""):
+            spec = load_mask(str(own["mask"]), Path(own["mask_dir"]).expanduser() if own.get("mask_dir") else None)
+            if mask_mode is not None:
+                spec = dataclasses.replace(spec, mode=mask_mode)
+            if own.get("mask_seed") is not None:
+                if spec.select is None or spec.select.order == "top":
+                    raise VisheadsError(f"mask_seed applies to random and others specs; mask '{spec.name}' draws nothing at random")
+                spec = dataclasses.replace(spec, select=dataclasses.replace(spec.select, seed=int(own["mask_seed"])))
+            ranking = Path(own["ranking"]).expanduser() if own.get("ranking") else None
+            self.mask = resolve_spec(spec, self.shape, model=pretrained, ranking=ranking)
+            if self.mask.mode == "mean":
+                self._means = load_means(self.mask.means_path, self.shape)
+        elif mask_mode is not None or own.get("mask_seed") is not None:
+            raise VisheadsError("mask_mode and mask_seed modify a mask: give mask= as well")
+        self.run = {
+            "model": pretrained,
+            "n_layers": self.shape.n_layers,
+            "n_heads": self.shape.n_heads,
+            "position": self.position,
+            "mask": self.mask.to_json() if self.mask is not None else None,
+            "model_args": {key: str(value) for key, value in own.items()},
+            "visheads_eval_version": visheads_eval.__version__,
+        }
+        if self.record_dir is not None and (self.record_dir / "run.json").is_file():
+            self._check_resumable()
+        self._writer: RecordWriter | None = None
+        self._accumulator: HeadMeans | None = None
+        self._model = None
+        self._processor = None
+        self._tokenizer = None
+
+    def _check_resumable(self) -> None:
+        """Refuse, before the model loads, a record folder that holds a different run."""
+        found = read_run(self.record_dir)
+        difference = identity_difference(run_identity(json.loads(json.dumps(self.run))), run_identity(found))
+        if difference:
+            raise VisheadsError(
+                f"{self.record_dir} holds the records of a different run (this run vs the folder's: {difference}); "
+                "record this run into a new folder"
+            )
+
+    def attach(self, model: torch.nn.Module, processor: Any, rank: int) -> None:
+        """Bind to the loaded model; open the record folder."""
+        self._model = model
+        self._processor = processor
+        self._tokenizer = processor.tokenizer
+        if self.record_dir is not None:
+            self._writer = RecordWriter(
+                self.record_dir, run=self.run, n_layers=self.shape.n_layers, n_heads=self.shape.n_heads, rank=rank
+            )
+        if self.means_path is not None:
+            self._accumulator = HeadMeans(model)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``mask`` and ``record`` entries of the results' ``visheads`` block."""
+        return {
+            "mask": self.mask.to_json() if self.mask is not None else None,
+            "record": {"dir": str(self.record_dir), "position": self.position} if self.record_dir else None,
+            "head_means": str(self.means_path) if self.means_path else None,
+        }
+
+    def generate(self, generate: Any, context: DocContext | None, args: tuple, kwargs: dict) -> Any:
+        """Run one ``generate`` call with the run's masks, and record it."""
+        with contextlib.ExitStack() as stack:
+            if self.mask is not None and self.mask.heads:
+                stack.enter_context(HeadMask(self._model, self.mask.heads, mode=self.mask.mode, means=self._means))
+            if self._accumulator is not None:
+                stack.enter_context(self._accumulator)
+            if self._writer is None or context is None or context.key in self._writer:
+                return generate(*args, **kwargs)
+            input_ids = kwargs["input_ids"]
+            region = self._region(context, input_ids)
+            with HeadRecorder(self._model, position=self.position, region_mask=region) as recorder:
+                output = generate(*args, **kwargs)
+            recorder = self._complete(recorder, output, kwargs, region)
+            self._write(context, recorder, output, input_ids)
+            return output
+
+    def _region(self, context: DocContext, input_ids: torch.Tensor) -> torch.Tensor | None:
+        bbox = context.doc.get("bbox")
+        if bbox is None or len(context.images) != 1 or input_ids.shape[0] != 1:
+            return None
+        image_token = self._model.config.image_token_id
+        positions = (input_ids[0] == image_token).nonzero().squeeze(-1)
+        in_region = region_token_mask(list(map(float, bbox)), context.images[0].size, self._processor, self._model.config)
+        if len(in_region) != len(positions):
+            raise VisheadsError(
+                f"region geometry gives {len(in_region)} image tokens but the prompt has {len(positions)} "
+                f"(task {context.key.task}, doc {context.key.doc_id}); please report this processor setup"
+            )
+        region = torch.zeros_like(input_ids, dtype=torch.bool)
+        region[0, positions[torch.from_numpy(in_region).to(positions.device)]] = True
+        return region
+
+    def _complete(self, recorder: HeadRecorder, output: torch.Tensor, kwargs: dict, region: torch.Tensor | None) -> HeadRecorder:
+        """For ``position=answer`` when generation stopped after one token: one forward over the prompt
+        plus that token gives the same row (its keys are the prompt and the token itself)."""
+        if self.position != "answer" or recorder.complete:
+            return recorder
+        prompt_len = kwargs["input_ids"].shape[1]
+        extended = dict(kwargs)
+        for name in ("max_new_tokens", "do_sample", "temperature", "top_p", "num_beams", "use_cache", "pad_token_id", "eos_token_id"):
+            extended.pop(name, None)
+        extended["input_ids"] = output[:, : prompt_len + 1]
+        if "attention_mask" in kwargs:
+            extended["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones_like(kwargs["attention_mask"][:, :1])], 1)
+        if region is not None:
+            region = torch.cat([region, torch.zeros_like(region[:, :1])], 1)
+        with torch.inference_mode(), HeadRecorder(self._model, position="last_prompt", region_mask=region) as fallback:
+            self._model(**extended)
+        return fallback
+
+    def _write(self, context: DocContext, recorder: HeadRecorder, output: torch.Tensor, input_ids: torch.Tensor) -> None:
+        stats = {name: value[0] for name, value in recorder.stats.items()}
+        counts = {name: int(value[0]) for name, value in recorder.token_counts.items()}
+        bbox = context.doc.get("bbox")
+        answer = self._tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)
+        self._writer.add(
+            context.key,
+            stats,
+            n_keys=counts["n_keys"],
+            n_image_tokens=counts["n_image_tokens"],
+            n_region_tokens=counts["n_region_tokens"],
+            bbox=list(map(float, bbox)) if bbox is not None and "region_attn" in stats else None,
+            image_size=context.images[0].size if len(context.images) == 1 else None,
+            answer=answer,
+        )
+
+    def finish(self) -> None:
+        """Make everything so far durable: flush records, save the means."""
+        if self._writer is not None:
+            self._writer.flush()
+        if self._accumulator is not None and self._accumulator.positions:
+            save_means(self.means_path, self._accumulator.means, {"model": self.pretrained, "positions": self._accumulator.positions})
