@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test clean
+.PHONY: setup test demo clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 
 test: $(STAMP)
 	$(VPY) -m pytest -q
+
+# The paper's pipeline end to end on the shipped organism (visheads-tiny); a second run reuses demo_out/.
+demo: $(STAMP)
+	$(VENV)/bin/visheads demo --out demo_out
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

@@ -46,3 +46,13 @@ def test_good_args_are_split_and_device_filled_in(tiny_models: dict[str, Path]) 
     checked = check_model_args({"pretrained": str(tiny_models["vipllava"]), "dtype": "float32"})
     assert checked.config.model_type == "vipllava"
     assert checked.parent == {"dtype": "float32", "device": "cpu", "device_map": "cpu"}
+    assert checked.name == checked.pretrained == str(tiny_models["vipllava"].resolve())
+
+
+def test_the_shipped_organism_loads_by_name_and_keeps_its_name() -> None:
+    from visheads_eval.organism import weights_dir
+
+    checked = check_model_args({"pretrained": "visheads-tiny"})
+    assert checked.name == "visheads-tiny"
+    assert Path(checked.pretrained) == weights_dir()
+    assert checked.config.model_type == "llava"

@@ -7,17 +7,22 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from visheads_eval.cli import main
 from visheads_eval.data import synth
-from visheads_eval.data.docs_parquet import read_docs_parquet
 from visheads_eval.data.synth_files import write_splits
 from visheads_eval.resources import tasks_dir
 
 SHIPPED = tasks_dir() / "pointqa" / "data"
+
+
+def read_docs_parquet(path: Path) -> datasets.Dataset:
+    """The docs of a split as lmms-eval's tasks read them (``dataset_path: parquet``)."""
+    return datasets.load_dataset("parquet", data_files=str(path), split="train")
 
 
 def _visheads(*argv: str) -> int:

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("masks", nargs="*", metavar="MASK",
                         help="spec names, YAML files or inline heads (L2H5+L10H3); default: every spec found")
     parser.add_argument("--mask-dir", type=Path, help="a folder of your own spec YAML files, searched before the shipped ones")
-    parser.add_argument("--pretrained", help="a model folder or hub id whose config gives the shape (no weights are read); "
+    parser.add_argument("--pretrained", help="a model folder, hub id or visheads-tiny whose config gives the shape (no weights are read); "
                         "also names the model's default ranking")
     parser.add_argument("--layers", type=int, help="number of language-model layers (with --heads, instead of --pretrained)")
     parser.add_argument("--heads", type=int, help="attention heads per layer (with --layers)")
@@ -80,8 +80,10 @@ def _shape(args: argparse.Namespace) -> HeadShape | None:
 def _shape_from_config(pretrained: str) -> HeadShape:
     from transformers import AutoConfig
 
+    from visheads_eval.lmms.model_args import resolve_pretrained
+
     try:
-        config = AutoConfig.from_pretrained(pretrained)
+        config = AutoConfig.from_pretrained(resolve_pretrained(pretrained))
     except (OSError, ValueError) as error:
         reason = " ".join(str(error).split())
         raise VisheadsError(f"cannot read the config of --pretrained {pretrained}: {reason}") from error

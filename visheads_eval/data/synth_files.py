@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from visheads_eval.atomic import write_text
+from visheads_eval.analysis.output import write_text_atomic
 from visheads_eval.data import synth
-from visheads_eval.data.docs_parquet import write_docs_parquet
+from visheads_eval.data.pointqa_parquet import write_pointqa_parquet
 from visheads_eval.errors import VisheadsError
 
 MANIFEST = "manifest.json"
@@ -93,7 +93,7 @@ def write_splits(out_dir: Path, seed: int, splits: dict[str, int], command: str,
                 yield doc
 
         docs = tqdm(synth.generate_docs(seed, split, n_docs), total=n_docs, desc=f"synth {split}", unit="doc")
-        write_docs_parquet(counted(docs), path)
+        write_pointqa_parquet(counted(docs), path)
         recorded[split] = {
             "file": path.name,
             "seed": seed,
@@ -106,5 +106,5 @@ def write_splits(out_dir: Path, seed: int, splits: dict[str, int], command: str,
         }
         # Recorded after every split, so that a failure later on leaves no file without its entry.
         manifest = {**describe_generator(), "splits": dict(sorted(recorded.items()))}
-        write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest

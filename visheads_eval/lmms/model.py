@@ -70,7 +70,7 @@ class VisheadsAdapter:
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
         global _latest_adapter
         checked = check_model_args({"pretrained": pretrained, **kwargs})
-        self.instrumentation = Instrumentation(checked.own, pretrained=checked.pretrained, config=checked.config)
+        self.instrumentation = Instrumentation(checked.own, pretrained=checked.name, config=checked.config)
         self._current_doc: DocContext | None = None
         self._failure: GenerationFailed | None = None
         with _llava_family_known_to_llava_hf():
@@ -78,7 +78,8 @@ class VisheadsAdapter:
         self.instrumentation.attach(self.model, self._image_processor, rank=self.rank)
         self._run_info = {
             "visheads_eval_version": visheads_eval.__version__,
-            "pretrained": checked.pretrained,
+            "pretrained": checked.name,
+            "weights": checked.pretrained,
             "model_class": type(self.model).__name__,
             "attn_implementation": self.model.config._attn_implementation,
             "n_layers": self.instrumentation.shape.n_layers,

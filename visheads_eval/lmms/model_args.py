@@ -24,6 +24,7 @@ from transformers import (
 from visheads_eval.errors import VisheadsError, did_you_mean
 
 DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
+EMBEDDED_MODEL = "visheads-tiny"  # the organism that ships with the package (visheads_eval.organism)
 
 # The Hugging Face classes of the LLaVA family the paper studies, by config.model_type.
 LLAVA_FAMILY = {
@@ -77,7 +78,12 @@ def _looks_like_local_path(value: str) -> bool:
 
 
 def resolve_pretrained(pretrained: str) -> str:
-    """Return ``pretrained`` as given, after checking that a local path really exists."""
+    """Where to load ``pretrained`` from: the shipped organism's folder for ``visheads-tiny``, a hub id as
+    given, or a local path after checking that it exists."""
+    if pretrained == EMBEDDED_MODEL:
+        from visheads_eval.organism import weights_dir
+
+        return str(weights_dir())
     if _looks_like_local_path(pretrained):
         path = Path(pretrained).expanduser()
         if not path.exists():
@@ -113,7 +119,8 @@ def check_batch_size(batch_size: Any) -> None:
 class CheckedArgs:
     """model_args after the checks: this project's own, and the rest for ``llava_hf``."""
 
-    pretrained: str
+    pretrained: str  # where the weights load from
+    name: str  # the model in records, rankings and tables: visheads-tiny, the hub id, or the resolved path
     config: PretrainedConfig
     own: dict[str, Any]
     parent: dict[str, Any]
@@ -126,7 +133,8 @@ def check_model_args(model_args: dict[str, Any]) -> CheckedArgs:
     own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
     kwargs.pop("max_batch_size", None)  # llava_hf generates one request at a time
     check_batch_size(kwargs.get("batch_size", 1))
-    pretrained = resolve_pretrained(str(kwargs.pop("pretrained", DEFAULT_PRETRAINED)))
+    given = str(kwargs.pop("pretrained", DEFAULT_PRETRAINED))
+    pretrained = resolve_pretrained(given)
     config = load_llava_config(pretrained, str(kwargs.get("revision", "main")), bool(kwargs.get("trust_remote_code", False)))
     if kwargs.get("device") is None:
         kwargs["device"] = "cuda" if torch.cuda.is_available() else "cpu"
@@ -134,4 +142,5 @@ def check_model_args(model_args: dict[str, Any]) -> CheckedArgs:
         # llava_hf passes its default device_map="" to from_pretrained, which transformers 5 rejects;
         # with several processes it picks cuda:<rank> itself.
         kwargs["device_map"] = str(kwargs["device"])
-    return CheckedArgs(pretrained=pretrained, config=config, own=own, parent=kwargs)
+    name = given if given == EMBEDDED_MODEL else pretrained
+    return CheckedArgs(pretrained=pretrained, name=name, config=config, own=own, parent=kwargs)

@@ -72,7 +72,7 @@ def _run(argv: list[str]) -> int:
 
         check_batch_size(args.batch_size)
         checked = check_model_args(simple_parse_args_string(args.model_args))
-        Instrumentation(checked.own, pretrained=checked.pretrained, config=checked.config)  # masks, record folder
+        Instrumentation(checked.own, pretrained=checked.name, config=checked.config)  # masks, record folder
     return _evaluate(args)
 
 
