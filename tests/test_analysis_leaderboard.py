@@ -62,6 +62,9 @@ def test_markdown_and_latex(tmp_path: Path) -> None:
     assert f"## {M7}" in markdown and f"## {M16}" in markdown
     assert "| none        | 85.27" in markdown and "28.21 ↓" in markdown
     assert "L1H2 L3H4" in markdown and "20250102_000000_results.json" in markdown
+    early_file = table[table["mask"] == "early_top20"]["results_file"].iloc[0]
+    linked = to_markdown(table, links_from=tmp_path / "report")
+    assert f"[{Path(early_file).name}](../{Path(early_file).relative_to(tmp_path).as_posix()})" in linked
     latex = to_latex(table)
     assert latex.count("\\begin{table}") == 2
     assert "early\\_top20 & 28.21 $\\downarrow$ & 24.43 $\\downarrow$ & 20.86 $\\downarrow$" in latex  # pope, mmbench, qbench

@@ -14,8 +14,10 @@ error, not a silent mix.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,9 +126,17 @@ def _wide(table: pd.DataFrame, model: str, arrows: tuple[str, str]) -> pd.DataFr
     return wide.fillna("")
 
 
-def to_markdown(table: pd.DataFrame) -> str:
+def to_markdown(table: pd.DataFrame, links_from: Path | None = None) -> str:
     """Markdown: per model, the masks x tasks table (values for ``none``, drops in points below it),
-    then which heads every mask removed and the results files it comes from."""
+    then which heads every mask removed and the results files it comes from; with ``links_from`` (the
+    folder the Markdown is written to), each results file is a link relative to it."""
+
+    def file_cell(files: pd.Series) -> str:
+        unique = dict.fromkeys(files)
+        if links_from is None:
+            return ", ".join(unique)
+        return ", ".join(f"[{Path(file).name}]({Path(os.path.relpath(file, links_from)).as_posix()})" for file in unique)
+
     parts = []
     for model in dict.fromkeys(table["model"]):
         wide = _wide(table, model, ("↓", "↑"))
@@ -136,7 +146,7 @@ def to_markdown(table: pd.DataFrame) -> str:
         if len(masks):
             listing = masks.groupby("mask", sort=False).agg(
                 mode=("mask_mode", "first"), n_masked=("n_masked", "first"), heads=("heads", "first"),
-                results_files=("results_file", lambda files: ", ".join(dict.fromkeys(files))),
+                results_files=("results_file", file_cell),
             )
             listing = listing.reindex(sorted(listing.index, key=mask_order)).fillna("unknown")
             parts.append(f"\nHeads removed by each mask of {model}:\n\n" + listing.to_markdown(tablefmt="github") + "\n")

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     orphans = table[(table["mask"] != NO_MASK) & table["drop"].isna()][["model", "task"]].drop_duplicates()
     for row in orphans.itertuples():
         print(f"visheads leaderboard: note: {row.model} has no unmasked run of {row.task}; its drops are left empty", file=sys.stderr)
-    markdown = to_markdown(table)
+    markdown = to_markdown(table, links_from=args.out)
     write_atomic(args.out / "leaderboard.csv", lambda partial: table.to_csv(partial, index=False))
     write_text_atomic(args.out / "leaderboard.md", markdown)
     write_text_atomic(args.out / "leaderboard.tex", to_latex(table))
