@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo demo-docs clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ test: $(STAMP)
 # The paper's pipeline end to end on the shipped organism (visheads-tiny); a second run reuses demo_out/.
 demo: $(STAMP)
 	$(VENV)/bin/visheads demo --out demo_out
+
+# The two demo figures that README shows, copied into docs/demo/ (README quotes demo_out/leaderboard.md).
+DEMO_SHOWN := figures/heatmap_region_attn.png figures/attention_vs_concentration.png
+demo-docs: demo
+	mkdir -p docs/demo
+	cp $(addprefix demo_out/,$(DEMO_SHOWN)) docs/demo/
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

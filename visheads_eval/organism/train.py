@@ -52,7 +52,7 @@ class TrainConfig:
     vision_batch: int = 64
     vision_lr: float = 3e-3
     count_weight: float = 3.0  # of the per-patch count among the per-patch losses
-    steps: int = 2000
+    steps: int = 3500
     batch: int = 32
     lr: float = 3e-3  # language model
     projector_lr: float = 2e-3
