@@ -1,7 +1,7 @@
 """The organism: a tiny LLaVA trained on synthetic PointQA, shipped with the package (``visheads-tiny``).
 
-It is small enough to train on a CPU in minutes and to run in tests, and it answers synthetic PointQA
-well enough that its attention heads can be studied: it has visual heads to find.
+It is small enough to train on one CPU core in half an hour and to run in tests, and it answers
+synthetic PointQA well enough that its attention heads can be studied: it has visual heads to find.
 """
 
 from __future__ import annotations
