@@ -8,20 +8,26 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test demo demo-docs clean
+.PHONY: setup lock test demo demo-docs clean
 
 setup: $(STAMP)
 
-# torch is held to its CPU build by the constraints file; lmms-eval's torchvision requirement then
-# resolves to a CUDA build that cannot load here, so it is removed and transformers falls back to
-# its PIL image processors. decord (imported by lmms-eval's llava_hf) is a declared dependency.
-$(STAMP): pyproject.toml constraints-cpu.txt
+# Installs exactly what locks/ pins, hashes checked, nothing resolved: the build tools first, then every
+# other distribution and the project, built with those tools (--no-build-isolation) rather than with
+# whatever setuptools is newest that day. `make lock` regenerates locks/ from pyproject.toml.
+LOCKS := locks/build.txt locks/cpu.txt
+PIP_LOCKED := $(VPY) -m pip install --quiet --require-hashes --no-deps
+$(STAMP): pyproject.toml $(LOCKS)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -c constraints-cpu.txt torch==2.13.0
-	$(VPY) -m pip install --quiet -c constraints-cpu.txt -e '.[dev]'
-	$(VPY) -m pip uninstall --quiet --yes torchvision
+	$(PIP_LOCKED) -r locks/build.txt
+	$(PIP_LOCKED) --no-build-isolation -r locks/cpu.txt
+	$(VPY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# A clean-venv freeze with hashes (tools/lock.py says how and why); run after changing a dependency.
+lock:
+	$(PYTHON) tools/lock.py
 
 test: $(STAMP)
 	$(VPY) -m pytest -q
