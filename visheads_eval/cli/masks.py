@@ -13,12 +13,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import HeadShape
-from visheads_eval.masking.schema import MaskSpec
-from visheads_eval.masking.specs import ResolvedMask, SpecFile, load_mask, resolve_spec, spec_files
+
+if TYPE_CHECKING:
+    from visheads_eval.masking.schema import MaskSpec
+    from visheads_eval.masking.specs import ResolvedMask, SpecFile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from visheads_eval.masking.specs import load_mask, resolve_spec, spec_files  # pandas, via rankings
+
     shape = _shape(args)
     if args.json and shape is None:
         raise VisheadsError("--json prints resolved masks and needs a model shape: add --pretrained PATH or --layers N --heads H")

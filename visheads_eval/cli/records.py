@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from visheads_eval.records import Records, load_records
-from visheads_eval.records.validate import value_problems
+if TYPE_CHECKING:
+    from visheads_eval.records import Records
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from visheads_eval.records import load_records
+    from visheads_eval.records.validate import value_problems
+
     status = 0
     for folder in args.folders:
         records = load_records(folder)
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(records: Records) -> str:
     """A few lines on what a record folder holds."""
+    import numpy as np
+
     run = records.run
     mask = run.get("mask")
     mask_name = mask.get("name", "unnamed") if isinstance(mask, dict) else mask or "none"

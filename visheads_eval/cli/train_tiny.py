@@ -7,9 +7,6 @@ import json
 import shlex
 from pathlib import Path
 
-from visheads_eval.organism.runs import install_run, train_run
-from visheads_eval.organism.train import TrainConfig
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from visheads_eval.organism.runs import install_run, train_run
+    from visheads_eval.organism.train import TrainConfig
+
     if args.install:
         target = install_run(args.out)
         print(f"installed {args.out} as the shipped organism in {target}")

@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from visheads_eval.analysis.output import write_text_atomic
 from visheads_eval.data import synth
-from visheads_eval.data.pointqa_parquet import write_pointqa_parquet
 from visheads_eval.errors import VisheadsError
 
 MANIFEST = "manifest.json"
@@ -91,6 +90,8 @@ def write_splits(out_dir: Path, seed: int, splits: dict[str, int], command: str,
                 answers[doc["answer"]] += 1
                 layouts[f"{doc['image_width']}x{doc['image_height']}"] += 1
                 yield doc
+
+        from visheads_eval.data.pointqa_parquet import write_pointqa_parquet  # pyarrow, datasets: only when writing
 
         docs = tqdm(synth.generate_docs(seed, split, n_docs), total=n_docs, desc=f"synth {split}", unit="doc")
         write_pointqa_parquet(counted(docs), path)

@@ -37,18 +37,18 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str]) -> int:
     """Run lmms-eval with ``argv``; return the exit status."""
-    with _reusing_task_index():
-        return _run(argv)
-
-
-def _run(argv: list[str]) -> int:
     if not argv or not (argv[0].startswith("-") or argv[0] == "eval") or argv in (["-h"], ["--help"]):
+        # Help and subcommands go straight to lmms-eval's dispatcher, which answers them without torch.
         from lmms_eval.cli.dispatch import main as lmms_eval_main
 
         sys.argv = [PROG, *argv]
         lmms_eval_main()
         return 0
+    with _reusing_task_index():
+        return _run_evaluation(argv)
 
+
+def _run_evaluation(argv: list[str]) -> int:
     from lmms_eval.__main__ import parse_eval_args
 
     sys.argv = [PROG, *(argv[1:] if argv[0] == "eval" else argv)]
