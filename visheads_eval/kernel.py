@@ -15,6 +15,7 @@ Handlers of several contexts (a recorder and a mask, say) stack: each receives t
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,6 +77,10 @@ def _original_kernel(impl: str, module: nn.Module) -> Callable:
     return sys.modules[type(module).__module__].eager_attention_forward
 
 
+def _run_kernel(original: Callable, call: KernelCall) -> KernelOutput:
+    return original(call.module, call.query, call.key, call.value, call.attention_mask, **call.kwargs)
+
+
 def _dispatch(impl: str) -> Callable:
     def kernel(module: nn.Module, query, key, value, attention_mask, **kwargs) -> KernelOutput:
         original = _original_kernel(impl, module)
@@ -83,13 +88,12 @@ def _dispatch(impl: str) -> Callable:
         if not bindings:
             return original(module, query, key, value, attention_mask, **kwargs)
         call = KernelCall(module, bindings[0].layer_of[id(module)], query, key, value, attention_mask, kwargs)
-
-        def proceed(index: int) -> KernelOutput:
-            if index == len(bindings):
-                return original(module, call.query, call.key, call.value, call.attention_mask, **call.kwargs)
-            return bindings[index].handler(call, lambda: proceed(index + 1))
-
-        return proceed(0)
+        # The chain is built innermost first, each link holding the next: no function refers to itself, so
+        # no reference cycle keeps ``call`` (this layer's query, key and value) alive after the kernel returns.
+        proceed = functools.partial(_run_kernel, original, call)
+        for binding in reversed(bindings):
+            proceed = functools.partial(binding.handler, call, proceed)
+        return proceed()
 
     return kernel
 
