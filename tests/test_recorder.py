@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +164,105 @@ def test_a_failed_enter_leaves_no_hook_and_a_recorder_cannot_be_entered_twice(ti
     with recorder, pytest.raises(RuntimeError, match="already active"), recorder:
         pass
     assert not model._forward_pre_hooks
+
+
+@pytest.mark.parametrize("mask_mode", [None, "uniform"])
+def test_no_query_key_or_value_outlives_a_recorded_forward(
+    tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, mask_mode: str | None
+) -> None:
+    """Each layer's query, key and value are freed by reference counting as soon as the forward is done:
+    nothing (a reference cycle, a stored call) holds them until the cyclic garbage collector runs."""
+    from visheads_eval.masking.ablation import HeadMask
+
+    model = _load(tiny_models["llava_mistral"], "sdpa")
+    inputs = _inputs(tiny_models["llava_mistral"])
+    seen: list[weakref.ref] = []
+    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
+
+    def spying_sdpa(module, query, key, value, attention_mask, **kwargs):  # the model's own kernel, watched
+        seen.extend(weakref.ref(tensor) for tensor in (query, key, value))
+        return sdpa(module, query, key, value, attention_mask, **kwargs)
+
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._local_mapping, "sdpa", spying_sdpa)
+    gc.disable()
+    try:
+        with torch.inference_mode(), contextlib.ExitStack() as hooks:
+            recorder = hooks.enter_context(HeadRecorder(model))
+            if mask_mode is not None:
+                hooks.enter_context(HeadMask(model, [(1, 2)], mode=mask_mode))
+            for _ in range(2):
+                model(**inputs, use_cache=False)
+                alive = [ref for ref in seen if ref() is not None]
+                assert len(seen) >= 3 * model.config.text_config.num_hidden_layers and not alive, (
+                    f"{len(alive)} of {len(seen)} query/key/value tensors outlived the forward"
+                )
+                seen.clear()
+    finally:
+        gc.enable()
+    assert recorder.stats["image_attn"].shape == (4, 3, 4)
+
+
+@pytest.mark.parametrize("position", ["last_prompt", "answer"])
+def test_generation_without_a_cache_records_the_same_rows(tiny_models: dict[str, Path], position: str) -> None:
+    """``generate(use_cache=False)`` feeds the whole sequence at every step: still one record per prompt,
+    with its region, equal to eager attention's rows."""
+    directory = tiny_models["llava_llama"]
+    inputs = _inputs(directory)
+    sdpa, eager = _load(directory, "sdpa"), _load(directory, "eager")
+    image = inputs["input_ids"] == sdpa.config.image_token_id
+    region = _region(image)
+    generate = dict(max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    with torch.inference_mode():
+        with HeadRecorder(sdpa, position=position, region_mask=region) as recorder:
+            ours = sdpa.generate(**inputs, **generate, use_cache=False)
+        out = eager.generate(**inputs, **generate, output_attentions=True, return_dict_in_generate=True)
+    assert torch.equal(ours, out.sequences)
+    attentions = out.attentions[0 if position == "last_prompt" else 1]
+    rows = torch.stack([a[:, :, -1, :] for a in attentions], dim=1).float().numpy()
+    expected = _reference(rows, image.numpy(), region.numpy())
+    for name, value in expected.items():
+        np.testing.assert_allclose(recorder.stats[name], value, atol=1e-4, err_msg=name)
+
+
+def test_a_sliding_window_in_the_mask_is_recorded_as_eager_applies_it(tiny_models: dict[str, Path]) -> None:
+    directory = tiny_models["llava_mistral"]
+    inputs = _inputs(directory)
+    sdpa, eager = _load(directory, "sdpa"), _load(directory, "eager")
+    image = inputs["input_ids"] == sdpa.config.image_token_id
+    last_image = int(image[0].nonzero().max())
+    window = image.shape[1] - last_image + 3  # the last query sees its last keys: the question and 4 image tokens
+    with torch.inference_mode():
+        full = torch.stack([a[:, :, -1, :] for a in eager(**inputs, output_attentions=True).attentions], dim=1)
+        for model in (sdpa, eager):
+            model.config.text_config.sliding_window = window
+        with HeadRecorder(sdpa) as recorder:
+            sdpa(**inputs)
+        windowed = torch.stack([a[:, :, -1, :] for a in eager(**inputs, output_attentions=True).attentions], dim=1)
+    assert int((windowed[0, 0, 0] > 0).sum()) == window and not torch.allclose(windowed, full, atol=1e-3)
+    expected = _reference(windowed.float().numpy(), image.numpy(), np.zeros_like(image.numpy()))
+    assert (expected["image_attn"][0] > 0).all(), "the window must reach into the image for this test to mean anything"
+    for name in ("image_attn", "text_attn", "concentration", "image_argmax"):
+        np.testing.assert_allclose(recorder.stats[name][0], expected[name][0], atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"softcap": 50.0}, r"layer 2 uses logit soft-capping \(softcap= in its attention kernel\)"),
+        ({"s_aux": torch.zeros(4)}, r"layer 2 uses attention sinks \(s_aux= in its attention kernel\)"),
+        ({"sliding_window": 4}, r"layer 2 attends through a sliding window of 4 keys that its attention mask does not carry \(6 keys\)"),
+    ],
+)
+def test_rows_the_recorder_cannot_model_are_refused(kwargs: dict, message: str) -> None:
+    from visheads_eval.capture.rows import attention_row
+    from visheads_eval.kernel import KernelCall
+
+    query, key = torch.randn(1, 4, 6, 8), torch.randn(1, 4, 6, 8)
+    call = KernelCall(torch.nn.Identity(), 2, query, key, key, None, {"scaling": 0.35, **kwargs})
+    with pytest.raises(VisheadsError, match=message):
+        attention_row(call)
+    window_in_mask = torch.zeros(1, 1, 6, 6)  # a 4-D mask carries the window: nothing to refuse
+    if "sliding_window" in kwargs:
+        alpha, _ = attention_row(KernelCall(torch.nn.Identity(), 2, query, key, key, window_in_mask, {"scaling": 0.35, **kwargs}))
+        expected = torch.softmax(torch.einsum("bhd,bhnd->bhn", query[:, :, -1], key) * 0.35, -1)
+        torch.testing.assert_close(alpha, expected)

@@ -10,7 +10,8 @@ The query is the last prompt position, recorded from the prefill forward (``last
 position that predicts the answer), or the first generated token at the next decoding step, whose
 keys are the prompt plus that token (``answer``: the paper's choice, n = input length + 1; it needs
 ``generate(..., max_new_tokens>=2)``). Later decoding steps are never recorded. Each prefill inside
-the ``with`` block adds its batch to the records. The attention kernel is intercepted
+the ``with`` block adds its batch to the records; a forward without a cache that reads the latest
+batch's sequence plus one token is that batch's next decoding step (``generate(use_cache=False)``). The attention kernel is intercepted
 (:mod:`visheads_eval.kernel`): the model keeps its own kernel (SDPA) and is never asked for
 ``output_attentions``; only ``batch x heads x keys`` numbers per layer are formed. Prompts must be
 left-padded, so that the last position is every sample's own last token.
@@ -64,6 +65,7 @@ class HeadRecorder(HookContext):
         self._image_token_id = int(image_token_id)
         self._target_step = POSITIONS.index(position)
         self._batches: list[_Batch] = []
+        self._latest_input_ids: torch.Tensor | None = None  # (batch, seq_len) read by the latest forward without a cache
 
     def _install(self, stack: contextlib.ExitStack) -> None:
         stack.callback(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True).remove)
@@ -78,6 +80,11 @@ class HeadRecorder(HookContext):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if input_ids is None:
             raise VisheadsError("HeadRecorder needs input_ids (it finds image tokens as input_ids == image_token_id)")
+        continues = self._continues_without_cache(input_ids)
+        self._latest_input_ids = input_ids
+        if continues:
+            self._batches[-1].step += 1
+            return
         attention_mask = kwargs.get("attention_mask")
         if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
             raise VisheadsError("HeadRecorder needs left-padded prompts: set tokenizer.padding_side = 'left'")
@@ -92,6 +99,17 @@ class HeadRecorder(HookContext):
             if bool((region & ~image).any()):
                 raise VisheadsError("region_mask marks positions that are not image tokens")
         self._batches.append(_Batch(image=image, region=region))
+
+    def _continues_without_cache(self, input_ids: torch.Tensor) -> bool:
+        """Whether a forward without a cache is the next decoding step of the latest batch
+        (``generate(use_cache=False)`` feeds the whole sequence again, one token longer each step)."""
+        previous = self._latest_input_ids
+        return (
+            previous is not None
+            and input_ids.shape[0] == previous.shape[0]
+            and input_ids.shape[1] == previous.shape[1] + 1
+            and torch.equal(input_ids[:, :-1], previous)
+        )
 
     def _on_kernel_call(self, call: KernelCall, proceed: Any) -> KernelOutput:
         output = proceed()

@@ -3,7 +3,9 @@
 ``attention_row`` recomputes, from the tensors the kernel receives, the softmax row that eager
 attention would give for the last query position: scores ``q . k * scaling`` against every key (grouped-query
 key heads repeated to the query heads, keys after RoPE, the cache included), the model's mask applied,
-softmax in float32. Only ``batch x heads x keys`` numbers are formed, never the ``N x N`` matrix.
+softmax in float32. Only ``batch x heads x keys`` numbers are formed, never the ``N x N`` matrix. A
+kernel call whose row depends on more (logit soft-capping, attention sinks, a sliding window that the
+mask does not carry) is refused in one line instead of being recorded wrong.
 
 ``row_statistics`` reduces rows to the statistics documented in docs/architecture.md. Concentration is
 ``1 - H(p) / log(N_img)`` with ``p`` the row restricted to the image tokens and renormalised and both
@@ -18,6 +20,7 @@ import math
 
 import torch
 
+from visheads_eval.errors import VisheadsError
 from visheads_eval.kernel import KernelCall
 
 
@@ -44,9 +47,30 @@ def visible(call: KernelCall, queries: slice = slice(None)) -> torch.Tensor:
     return rows > torch.finfo(rows.dtype).min / 2  # additive mask: 0 keep, the dtype's minimum to drop
 
 
+# Kernel arguments that change the attention row in ways the recomputation does not model.
+_UNMODELLED = {"softcap": "logit soft-capping", "s_aux": "attention sinks"}
+
+
+def _check_modelled(call: KernelCall) -> None:
+    """Refuse a kernel call whose row would be recomputed wrong, rather than record it silently wrong."""
+    for name, what in _UNMODELLED.items():
+        if call.kwargs.get(name) is not None:
+            raise VisheadsError(
+                f"layer {call.layer} uses {what} ({name}= in its attention kernel), which the recorder's row "
+                "computation does not model; recording supports the LLaVA backbones (Llama, Mistral, Phi-3)"
+            )
+    window, mask = call.kwargs.get("sliding_window"), call.attention_mask
+    if window is not None and call.key.shape[2] > window and (mask is None or mask.dim() != 4):
+        raise VisheadsError(
+            f"layer {call.layer} attends through a sliding window of {window} keys that its attention mask does not "
+            f"carry ({call.key.shape[2]} keys); record with attn_implementation=sdpa or eager, whose masks include the window"
+        )
+
+
 def attention_row(call: KernelCall) -> tuple[torch.Tensor, torch.Tensor]:
     """The last query's ``alpha (batch, n_heads, kv_len)`` (float32, rows summing to 1), and which
     keys it could see, ``(batch, kv_len)``."""
+    _check_modelled(call)
     query = call.query[:, :, -1, :].float()  # (batch, n_heads, head_dim)
     key = call.key.float()  # (batch, n_kv_heads, kv_len, head_dim)
     n_rep = query.shape[1] // key.shape[1]
