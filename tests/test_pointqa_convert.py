@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from lmms_eval.tasks import TaskManager
+from lmms_eval.utils import load_yaml_config
 from PIL import Image
 
 from visheads_eval.data import pointqa_convert
@@ -240,7 +241,7 @@ def test_existing_output_is_kept_unless_overwrite_and_a_failure_midway_leaves_it
     with pytest.raises(VisheadsError, match="already exists; choose another --out or pass --overwrite"):
         convert_pointqa(source, tmp_path / "vg", out, progress=False)
 
-    def broken_copy(folder: Path) -> None:
+    def broken_copy(folder: Path, preset: str) -> None:
         raise OSError("disk full (injected)")
 
     monkeypatch.setattr(pointqa_convert, "copy_pointqa_tasks", broken_copy)
@@ -279,3 +280,34 @@ def test_looktwice_entries_as_a_plain_list_name_their_image_by_id(tmp_path: Path
     summary = convert_pointqa(tmp_path / "source.json", tmp_path / "vg", tmp_path / "out", layout="looktwice", progress=False)
     assert [(d["id"], d["answer"]) for d in _read(tmp_path / "out")] == [("61558-0", 2), ("61558-1", 4)]
     assert summary.skipped == [("#2", "malformed entry", "missing field 'id' (the Visual Genome image id)")]
+
+
+def test_paper_preset_tasks_and_a_folder_others_can_read(tmp_path: Path) -> None:
+    _visual_genome(tmp_path / "vg")
+    source = _looktwice_file(tmp_path / "looktwiceqa_dataset.json")
+    out = tmp_path / "pointqa_vg"
+    done = subprocess.run(
+        [str(BIN / "visheads"), "data", "pointqa", str(source), "--images", str(tmp_path / "vg"), "--out", str(out), "--preset", "paper"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask, "the usual permissions, not mkdtemp's 0700"
+    assert json.loads((out / "conversion.json").read_text())["preset"] == "paper"
+    doc = _read(out)[0]
+    for task in [f"pointqa_{r}_{q}" for r in ("plain", "visual") for q in ("general", "object", "super")]:
+        config = load_yaml_config(str(out / f"{task}.yaml"), mode="full")
+        kwargs = {**config["lmms_eval_specific_kwargs"], **config["lmms_eval_specific_kwargs"]["default"]}
+        assert kwargs["preset"] == config["metadata"]["preset"] == "paper"
+        text = config["doc_to_text"](doc, kwargs)
+        assert text.endswith("\nAnswer the question using a single word or phrase.")
+        assert ("The exemplary object is within the rectangle." in text) == task.startswith("pointqa_visual")
+    manager = TaskManager("ERROR", include_path=[str(out), str(tasks_dir())])
+    assert missing_task_data(["pointqa"], manager.task_index) == []
+
+
+def test_a_missing_answer_is_named() -> None:
+    data = {"61558": [{"id": 61558, **QUESTIONS, "bbox": {"x": 1, "y": 1, "w": 9, "h": 9}, "obj_type": "clocks"}]}
+    ((entry_id, problem),) = list(pointqa_convert.read_entries(data, "looktwice"))
+    assert (entry_id, problem.reason) == ("61558-0", "missing field 'answer' (or 'ans')")

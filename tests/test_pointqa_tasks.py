@@ -13,11 +13,7 @@ import pytest
 from lmms_eval.utils import load_yaml_config
 
 from tests.pointqa_fixtures import BOX_TEXT, pointqa_docs
-from visheads_eval.data.pointqa import (
-    DEFAULT_BOX_COLOUR,
-    DEFAULT_BOX_WIDTH,
-    DEFAULT_POST_PROMPT,
-)
+from visheads_eval.data.pointqa import DEFAULT_PRESET
 from visheads_eval.data.pointqa_parquet import write_pointqa_parquet
 from visheads_eval.data.pointqa_task import (
     pointqa_doc_to_text,
@@ -56,9 +52,7 @@ def test_shipped_tasks_share_the_template_and_the_defaults_of_the_shared_prompt_
         kwargs = config["lmms_eval_specific_kwargs"]["default"]
         _, rendering, kind = task.split("_")
         assert (kwargs["question"], kwargs["rendering"]) == (kind, rendering)
-        assert kwargs["post_prompt"] == DEFAULT_POST_PROMPT, "the organism is trained on this prompt"
-        if rendering == "visual":
-            assert (kwargs["box_colour"], kwargs["box_width"]) == (DEFAULT_BOX_COLOUR, DEFAULT_BOX_WIDTH)
+        assert kwargs["preset"] == config["metadata"]["preset"] == DEFAULT_PRESET == "visheads", "the organism is trained on it"
     group = load_yaml_config(str(tasks_dir() / "pointqa" / "pointqa.yaml"), mode="simple")
     assert group["group"] == "pointqa" and sorted(group["task"]) == sorted(TASKS)
 

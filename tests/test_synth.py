@@ -171,3 +171,29 @@ def test_shipped_test_split_matches_its_manifest(tmp_path: Path) -> None:
     # The recorded command regenerates the same bytes.
     write_splits(tmp_path, entry["seed"], {"test": entry["n_docs"]}, entry["command"])
     assert (tmp_path / "test.parquet").read_bytes() == path.read_bytes()
+
+
+def test_a_preset_makes_a_task_folder_rendered_that_way(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lmms_eval.tasks import TaskManager
+    from lmms_eval.utils import load_yaml_config
+
+    from visheads_eval.data.task_folders import missing_task_data
+
+    out = tmp_path / "synth_paper"
+    assert _visheads("data", "synth", str(out), "--split", "train=3", "--preset", "paper") == 2
+    assert "--preset writes tasks that read the 'test' split: add --split test=N" in capsys.readouterr().err
+    assert _visheads("data", "synth", str(out), "--split", "test=7", "--preset", "paper") == 0
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    assert manifest["splits"]["test"]["command"].endswith("--split=test=7 --preset=paper")
+    config = load_yaml_config(str(out / "pointqa_visual_object.yaml"), mode="full")
+    assert config["lmms_eval_specific_kwargs"]["default"]["preset"] == config["metadata"]["preset"] == "paper"
+    (doc, *_) = read_docs_parquet(out / "data" / "test.parquet")
+    kwargs = {**config["lmms_eval_specific_kwargs"], **config["lmms_eval_specific_kwargs"]["default"]}
+    assert config["doc_to_text"](doc, kwargs).endswith(
+        " The exemplary object is within the rectangle.\nAnswer the question using a single word or phrase."
+    )
+    manager = TaskManager("ERROR", include_path=[str(out), str(tasks_dir())])
+    assert manager.task_index["pointqa_plain_general"]["yaml_path"] == str(out / "pointqa_plain_general.yaml")
+    assert missing_task_data(["pointqa"], manager.task_index) == []
+    assert _visheads("data", "synth", str(out), "--split", "test=7", "--preset", "visheads") == 2
+    assert "already holds task YAMLs" in capsys.readouterr().err

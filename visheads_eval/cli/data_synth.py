@@ -1,4 +1,5 @@
-"""``visheads data synth``: write synthetic PointQA splits (parquet + manifest) to a folder."""
+"""``visheads data synth``: write synthetic PointQA splits (parquet + manifest) to a folder, or with
+``--preset`` a task folder: the splits under ``OUT/data/`` and the six PointQA tasks reading its test split."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from visheads_eval.data.pointqa import PRESETS
 from visheads_eval.data.synth_files import MANIFEST, write_splits
 from visheads_eval.errors import VisheadsError
 
@@ -31,7 +33,10 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
         "--split", dest="splits", type=_split, action="append", required=True, metavar="NAME=COUNT",
         help="a split and its number of docs, e.g. --split test=210 (repeat for more splits)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace split files that already exist")
+    parser.add_argument("--preset", choices=tuple(PRESETS),
+                        help="write a task folder instead: the splits in OUT/data/ and the six PointQA task YAMLs in OUT, "
+                        "reading its test split and drawing the box and wording the prompt as PRESET says")
+    parser.add_argument("--overwrite", action="store_true", help="replace split files (and with --preset task YAMLs) that already exist")
     parser.set_defaults(handler=run)
 
 
@@ -41,11 +46,27 @@ def run(args: argparse.Namespace) -> int:
         if name in splits:
             raise VisheadsError(f"split '{name}' is given twice; give each split once")
         splits[name] = count
+    preset = [f"--preset={args.preset}"] if args.preset else []
     command = shlex.join(
-        ["visheads", "data", "synth", str(args.out), "--seed", str(args.seed), *(f"--split={n}={c}" for n, c in splits.items())]
+        ["visheads", "data", "synth", str(args.out), "--seed", str(args.seed), *(f"--split={n}={c}" for n, c in splits.items()), *preset]
     )
-    manifest = write_splits(args.out, args.seed, splits, command, overwrite=args.overwrite)
+    data = args.out
+    if args.preset:
+        from visheads_eval.data.task_folders import POINTQA_DATA
+
+        data = args.out / POINTQA_DATA.parent
+        if POINTQA_DATA.stem not in splits:
+            raise VisheadsError(f"--preset writes tasks that read the '{POINTQA_DATA.stem}' split: add --split {POINTQA_DATA.stem}=N")
+        existing = sorted(args.out.glob("*.yaml"))
+        if existing and not args.overwrite:
+            raise VisheadsError(f"{args.out} already holds task YAMLs ({existing[0].name}, ...); pass --overwrite to replace them")
+    manifest = write_splits(data, args.seed, splits, command, overwrite=args.overwrite)
     for name in splits:
         entry = manifest["splits"][name]
-        print(f"wrote {args.out / entry['file']}: {entry['n_docs']} docs, answers {entry['answer_histogram']}")
+        print(f"wrote {data / entry['file']}: {entry['n_docs']} docs, answers {entry['answer_histogram']}")
+    if args.preset:
+        from visheads_eval.data.task_folders import copy_pointqa_tasks
+
+        copy_pointqa_tasks(args.out, args.preset)
+        print(f"wrote the six PointQA tasks ({args.preset} preset) to {args.out}; run: lmms_eval --include_path {args.out} --tasks pointqa ...")
     return 0

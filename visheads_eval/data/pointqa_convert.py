@@ -37,7 +37,7 @@ from PIL import Image
 from tqdm import tqdm
 
 import visheads_eval
-from visheads_eval.data.pointqa import QUESTION_FIELDS
+from visheads_eval.data.pointqa import DEFAULT_PRESET, QUESTION_FIELDS, get_preset
 from visheads_eval.data.pointqa_parquet import doc_problem, write_pointqa_parquet
 from visheads_eval.data.task_folders import (
     POINTQA_DATA,
@@ -110,6 +110,8 @@ def _first(fields: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 
 def _answer(value: Any) -> int:
+    if value is None:
+        raise EntryProblem("malformed entry", f"missing field '{_ANSWER_KEYS[-1]}' (or '{_ANSWER_KEYS[0]}')")
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().isdigit():
@@ -304,12 +306,15 @@ def convert_pointqa(
     strict: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    preset: str = DEFAULT_PRESET,
 ) -> ConversionSummary:
     """Convert ``source`` with the images under ``images`` into a PointQA task folder ``out``.
 
     ``out`` receives ``data/test.parquet``, the six PointQA task YAMLs (pass it as ``--include_path``),
-    ``skipped.csv`` (id, problem, reason of every skipped entry) and ``conversion.json``.
+    ``skipped.csv`` (id, problem, reason of every skipped entry) and ``conversion.json``. The tasks draw
+    the box and word the prompt as ``preset`` says (see :mod:`visheads_eval.data.pointqa`).
     """
+    get_preset(preset)
     source, images = Path(source), Path(images)
     if not images.is_dir():
         raise VisheadsError(f"image folder {images} does not exist")
@@ -354,12 +359,13 @@ def convert_pointqa(
             if summary.converted == 0 and not strict:
                 raise VisheadsError(_nothing_converted(source, summary)) from None
             raise
-        copy_pointqa_tasks(folder)
+        copy_pointqa_tasks(folder, preset)
         pd.DataFrame(summary.skipped, columns=["id", "problem", "reason"]).to_csv(folder / SKIPPED_FILE, index=False)
         report = {
             "source": str(source.absolute()),
             "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
             "layout": layout,
+            "preset": preset,
             "images": str(images.absolute()),
             "split_images": str(Path(split_images).absolute()) if split_images else None,
             "entries": summary.entries,

@@ -1,8 +1,9 @@
 """The functions the six PointQA lmms-eval tasks call (``tasks/pointqa/``): image, prompt, score.
 
 Each task's YAML says which question it asks and how the box is shown, in its
-``lmms_eval_specific_kwargs: default:`` block (``question``, ``rendering``, ``post_prompt``, and for
-the visual rendering ``box_colour`` and ``box_width``). Prompts, box drawing and answer parsing come
+``lmms_eval_specific_kwargs: default:`` block: ``question``, ``rendering``, the ``preset`` that draws
+the box and words the prompt (``visheads`` or ``paper``, see :mod:`visheads_eval.data.pointqa`), and
+optional overrides of the preset's ``post_prompt``, ``box_colour`` and ``box_width``. Prompts, box drawing and answer parsing come
 from :mod:`visheads_eval.data.pointqa`, shared with the synthetic generator and the organism. The
 YAMLs name these functions by module path, so a copy of the YAMLs in any folder finds them.
 """
@@ -15,18 +16,19 @@ from typing import Any
 from PIL import Image, ImageColor
 
 from visheads_eval.data.pointqa import (
-    DEFAULT_BOX_COLOUR,
-    DEFAULT_BOX_WIDTH,
+    DEFAULT_PRESET,
+    PRESETS,
     QUESTION_KINDS,
     VARIANTS,
     draw_box,
+    get_preset,
     parse_count,
     question_text,
 )
 from visheads_eval.errors import VisheadsError, did_you_mean
 
 METRIC = "pointqa_acc"
-_OPTION_KEYS = ("question", "rendering", "post_prompt", "box_colour", "box_width")
+_OPTION_KEYS = ("question", "rendering", "preset", "post_prompt", "box_colour", "box_width")
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,10 @@ class PointQAOptions:
 
     question: str
     rendering: str
-    post_prompt: str
-    box_colour: str = DEFAULT_BOX_COLOUR
-    box_width: int = DEFAULT_BOX_WIDTH
+    preset: str = DEFAULT_PRESET
+    post_prompt: str | None = None  # None: the preset's
+    box_colour: str | None = None  # None: the preset's
+    box_width: int | None = None  # None: the preset's
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any] | None) -> PointQAOptions:
@@ -50,21 +53,23 @@ class PointQAOptions:
                     f"PointQA task YAML: unknown lmms_eval_specific_kwargs key '{key}'{did_you_mean(key, _OPTION_KEYS)}; "
                     f"known keys: {', '.join(_OPTION_KEYS)}"
                 )
-        for key in ("question", "rendering", "post_prompt"):
+        for key in ("question", "rendering"):
             if key not in kwargs:
                 raise VisheadsError(f"PointQA task YAML: lmms_eval_specific_kwargs.default has no '{key}'")
         options = cls(**kwargs)
-        for key, allowed in (("question", QUESTION_KINDS), ("rendering", VARIANTS)):
+        for key, allowed in (("question", QUESTION_KINDS), ("rendering", VARIANTS), ("preset", tuple(PRESETS))):
             value = getattr(options, key)
             if value not in allowed:
                 raise VisheadsError(
                     f"PointQA task YAML: {key} '{value}' is not one of {', '.join(allowed)}{did_you_mean(str(value), allowed)}"
                 )
         try:
-            ImageColor.getrgb(options.box_colour)
+            ImageColor.getrgb(options.box_colour or PRESETS[options.preset].box_colour)
         except ValueError as error:
             raise VisheadsError(f"PointQA task YAML: box_colour '{options.box_colour}' is not a colour PIL knows") from error
-        if isinstance(options.box_width, bool) or not isinstance(options.box_width, int) or options.box_width < 1:
+        if options.box_width is not None and (
+            isinstance(options.box_width, bool) or not isinstance(options.box_width, int) or options.box_width < 1
+        ):
             raise VisheadsError(f"PointQA task YAML: box_width {options.box_width!r} is not a positive number of pixels")
         return options
 
@@ -74,14 +79,14 @@ def pointqa_doc_to_visual(doc: dict, lmms_eval_specific_kwargs: dict[str, Any] |
     options = PointQAOptions.from_kwargs(lmms_eval_specific_kwargs)
     image = doc["image"].convert("RGB")
     if options.rendering == "visual":
-        image = draw_box(image, doc["bbox"], colour=options.box_colour, width=options.box_width)
+        image = draw_box(image, doc["bbox"], get_preset(options.preset), colour=options.box_colour, width=options.box_width)
     return [image]
 
 
 def pointqa_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
     """The question of the task's kind, rendered plain (box in the text) or visual (box on the image)."""
     options = PointQAOptions.from_kwargs(lmms_eval_specific_kwargs)
-    return question_text(doc, options.question, options.rendering, post_prompt=options.post_prompt)
+    return question_text(doc, options.question, options.rendering, get_preset(options.preset), post_prompt=options.post_prompt)
 
 
 def pointqa_process_results(doc: dict, results: list[str]) -> dict[str, float]:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from visheads_eval.data.local_benchmarks import BENCHMARKS, LocalBenchmark
+from visheads_eval.data.pointqa import DEFAULT_PRESET, get_preset
 from visheads_eval.errors import VisheadsError
 from visheads_eval.resources import tasks_dir
 
@@ -59,6 +60,12 @@ def task_yaml_text(config: dict[str, Any]) -> str:
     return yaml.dump(config, Dumper=_TaskDumper, sort_keys=False, allow_unicode=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def staged_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out`` that becomes ``out`` when the block succeeds.
@@ -72,6 +79,7 @@ def staged_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
         raise VisheadsError(f"{out} exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the finished folder gets the usual permissions
     try:
         yield staging
         if out.exists():
@@ -86,13 +94,24 @@ def staged_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(staging)
 
 
-def copy_pointqa_tasks(folder: Path) -> list[Path]:
-    """Copy the shipped PointQA task YAMLs (six tasks, their template, the group) into ``folder``."""
+def copy_pointqa_tasks(folder: Path, preset: str = DEFAULT_PRESET) -> list[Path]:
+    """Copy the shipped PointQA task YAMLs (six tasks, their template, the group) into ``folder``, the six
+    tasks rendering with ``preset`` (said in their ``lmms_eval_specific_kwargs`` and their metadata)."""
+    get_preset(preset)
     source = tasks_dir() / "pointqa"
     copied = []
     for path in sorted(source.iterdir()):
-        if path.is_file() and (path.suffix == ".yaml" or path.name.endswith("_yaml")):
-            copied.append(Path(shutil.copy2(path, folder / path.name)))
+        if not (path.is_file() and (path.suffix == ".yaml" or path.name.endswith("_yaml"))):
+            continue
+        target = folder / path.name
+        config = read_task_yaml(path) if path.suffix == ".yaml" else {}
+        if "lmms_eval_specific_kwargs" in config:
+            config["lmms_eval_specific_kwargs"]["default"]["preset"] = preset
+            config["metadata"]["preset"] = preset
+            target.write_text(task_yaml_text(config))
+        else:
+            shutil.copy2(path, target)
+        copied.append(target)
     return copied
 
 
