@@ -44,6 +44,11 @@ class DocContext:
     images: list[Image.Image]
 
 
+def _has_region(context: DocContext) -> bool:
+    """A region is recorded for a doc with a box and exactly one image."""
+    return context.doc.get("bbox") is not None and len(context.images) == 1
+
+
 class Instrumentation:
     """The masks, recorder, records and means of one ``llava_visheads`` run."""
 
@@ -121,38 +126,40 @@ class Instrumentation:
             "head_means": str(self.means_path) if self.means_path else None,
         }
 
-    def generate(self, generate: Any, context: DocContext | None, args: tuple, kwargs: dict) -> Any:
-        """Run one ``generate`` call with the run's masks, and record it."""
+    def generate(self, generate: Any, contexts: list[DocContext | None], args: tuple, kwargs: dict) -> Any:
+        """Run one ``generate`` call over a batch (one doc context per row, left-padded prompts) with the
+        run's masks, and record each row's doc."""
         with contextlib.ExitStack() as stack:
             if self.mask is not None and self.mask.heads:
                 stack.enter_context(HeadMask(self._model, self.mask.heads, mode=self.mask.mode, means=self._means))
             if self._accumulator is not None:
                 stack.enter_context(self._accumulator)
-            if self._writer is None or context is None or context.key in self._writer:
+            if self._writer is None or all(context is None or context.key in self._writer for context in contexts):
                 return generate(*args, **kwargs)
             input_ids = kwargs["input_ids"]
-            region = self._region(context, input_ids)
+            region = self._region(contexts, input_ids)
             with HeadRecorder(self._model, position=self.position, region_mask=region) as recorder:
                 output = generate(*args, **kwargs)
             recorder = self._complete(recorder, output, kwargs, region)
-            self._write(context, recorder, output, input_ids)
+            self._write(contexts, recorder, output, input_ids)
             return output
 
-    def _region(self, context: DocContext, input_ids: torch.Tensor) -> torch.Tensor | None:
-        bbox = context.doc.get("bbox")
-        if bbox is None or len(context.images) != 1 or input_ids.shape[0] != 1:
-            return None
-        image_token = self._model.config.image_token_id
-        positions = (input_ids[0] == image_token).nonzero().squeeze(-1)
-        in_region = region_token_mask(list(map(float, bbox)), context.images[0].size, self._processor, self._model.config)
-        if len(in_region) != len(positions):
-            raise VisheadsError(
-                f"region geometry gives {len(in_region)} image tokens but the prompt has {len(positions)} "
-                f"(task {context.key.task}, doc {context.key.doc_id}); please report this processor setup"
-            )
+    def _region(self, contexts: list[DocContext | None], input_ids: torch.Tensor) -> torch.Tensor | None:
+        """``(batch, prompt_len)``: the image tokens inside each row's box (none for a row without one)."""
         region = torch.zeros_like(input_ids, dtype=torch.bool)
-        region[0, positions[torch.from_numpy(in_region).to(positions.device)]] = True
-        return region
+        image_token = self._model.config.image_token_id
+        for row, context in enumerate(contexts):
+            if context is None or not _has_region(context):
+                continue
+            positions = (input_ids[row] == image_token).nonzero().squeeze(-1)
+            in_region = region_token_mask(list(map(float, context.doc["bbox"])), context.images[0].size, self._processor, self._model.config)
+            if len(in_region) != len(positions):
+                raise VisheadsError(
+                    f"region geometry gives {len(in_region)} image tokens but the prompt has {len(positions)} "
+                    f"(task {context.key.task}, doc {context.key.doc_id}); please report this processor setup"
+                )
+            region[row, positions[torch.from_numpy(in_region).to(positions.device)]] = True
+        return region if any(context is not None and _has_region(context) for context in contexts) else None
 
     def _complete(self, recorder: HeadRecorder, output: torch.Tensor, kwargs: dict, region: torch.Tensor | None) -> HeadRecorder:
         """For ``position=answer`` when generation stopped after one token: one forward over the prompt
@@ -172,21 +179,23 @@ class Instrumentation:
             self._model(**extended)
         return fallback
 
-    def _write(self, context: DocContext, recorder: HeadRecorder, output: torch.Tensor, input_ids: torch.Tensor) -> None:
-        stats = {name: value[0] for name, value in recorder.stats.items()}
-        counts = {name: int(value[0]) for name, value in recorder.token_counts.items()}
-        bbox = context.doc.get("bbox")
-        answer = self._tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)
-        self._writer.add(
-            context.key,
-            stats,
-            n_keys=counts["n_keys"],
-            n_image_tokens=counts["n_image_tokens"],
-            n_region_tokens=counts["n_region_tokens"],
-            bbox=list(map(float, bbox)) if bbox is not None and "region_attn" in stats else None,
-            image_size=context.images[0].size if len(context.images) == 1 else None,
-            answer=answer,
-        )
+    def _write(self, contexts: list[DocContext | None], recorder: HeadRecorder, output: torch.Tensor, input_ids: torch.Tensor) -> None:
+        stats, counts = recorder.stats, recorder.token_counts
+        answers = self._tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
+        for row, context in enumerate(contexts):
+            if context is None or context.key in self._writer:
+                continue
+            has_region = _has_region(context)
+            self._writer.add(
+                context.key,
+                {name: value[row] for name, value in stats.items() if name != "region_attn" or has_region},
+                n_keys=int(counts["n_keys"][row]),
+                n_image_tokens=int(counts["n_image_tokens"][row]),
+                n_region_tokens=int(counts["n_region_tokens"][row]),
+                bbox=list(map(float, context.doc["bbox"])) if has_region else None,
+                image_size=context.images[0].size if len(context.images) == 1 else None,
+                answer=answers[row],
+            )
 
     def finish(self) -> None:
         """Make everything so far durable: flush records, save the means."""

@@ -4,6 +4,9 @@ Both classes subclass lmms-eval's own adapters (the simple one and the chat one)
 things, in the style of lm-eval's ``hf_steered``: their own model_args are checked and popped before the
 parent loads anything; every ``generate`` call runs inside a context installed for that call and removed
 in ``finally``; and a generation error, which ``llava_hf`` would turn into an empty answer, fails the run.
+The chat adapter also batches: with ``--batch_size N`` it generates N documents at once (left-padded
+prompts, one ``generate``), where ``llava_hf`` runs one at a time; its answers, records and results are
+those of batch size 1, in lmms-eval's order and format.
 """
 
 from __future__ import annotations
@@ -11,17 +14,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from lmms_eval.api.instance import Instance
+from lmms_eval import utils as lmms_utils
+from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.models.chat.llava_hf import LlavaHf as LlavaHfChat
 from lmms_eval.models.simple import llava_hf as llava_hf_module
 from lmms_eval.models.simple.llava_hf import LlavaHf as LlavaHfSimple
+from lmms_eval.protocol import ChatMessages
 from PIL import Image
+from tqdm import tqdm
 
 import visheads_eval
+from visheads_eval.errors import VisheadsError
 from visheads_eval.lmms.instrumentation import DocContext, Instrumentation
 from visheads_eval.lmms.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, check_model_args
 from visheads_eval.records import RecordKey
@@ -69,7 +77,7 @@ class VisheadsAdapter:
 
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
         global _latest_adapter
-        checked = check_model_args({"pretrained": pretrained, **kwargs})
+        checked = check_model_args({"pretrained": pretrained, **kwargs}, simple=self.is_simple)
         self.instrumentation = Instrumentation(checked.own, pretrained=checked.name, config=checked.config)
         self._current_doc: DocContext | None = None
         self._failure: GenerationFailed | None = None
@@ -134,7 +142,7 @@ class VisheadsAdapter:
 
     def _generate_one(self, generate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return self.instrumentation.generate(generate, self._current_doc, args, kwargs)
+            return self.instrumentation.generate(generate, [self._current_doc], args, kwargs)
         except Exception as error:
             where = self._current_doc.key if self._current_doc is not None else None
             self._failure = GenerationFailed(
@@ -159,6 +167,59 @@ class LlavaVisheads(VisheadsAdapter, LlavaHfSimple):
 
 
 class LlavaVisheadsChat(VisheadsAdapter, LlavaHfChat):
-    """``llava_visheads`` on lmms-eval's chat ``llava_hf`` adapter (the default)."""
+    """``llava_visheads`` on lmms-eval's chat ``llava_hf`` adapter (the default); it also batches."""
 
     _doc_reader_index = 1  # (context, doc_to_messages, gen_kwargs, doc_id, task, split)
+
+    def generate_until(self, requests: list[Instance]) -> list[Any]:
+        if self.batch_size_per_gpu == 1:
+            return super().generate_until(requests)
+        # Grouped by generation kwargs and kept in lmms-eval's order, as llava_hf does; then cut into batches.
+        collator = lmms_utils.Collator([request.args for request in requests], lambda args: (args[2], args[2]),
+                                       group_fn=lambda args: args[2], grouping=True)
+        results: list[GenerationResult] = []
+        progress = tqdm(total=math.ceil(len(requests) / self.batch_size), disable=self.rank != 0, desc="Model Responding")
+        try:
+            for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
+                results += self._generate_batch(chunk)
+                progress.update(1)
+        finally:
+            progress.close()
+            self.instrumentation.finish()
+        return collator.get_original(results)
+
+    def _generate_batch(self, chunk: list[tuple]) -> list[GenerationResult]:
+        """One ``generate`` over the documents of ``chunk``, prompted and decoded as llava_hf does one."""
+        _, readers, all_gen_kwargs, doc_ids, tasks, splits = zip(*chunk)
+        contexts, texts, images = [], [], []
+        for read_messages, doc_id, task, split in zip(readers, doc_ids, tasks, splits, strict=True):
+            doc = self.task_dict[task][split][doc_id]
+            messages = ChatMessages(messages=read_messages(doc))
+            visuals, videos, _ = messages.extract_media()
+            if videos:
+                raise VisheadsError(f"task '{task}' has videos; llava_visheads batches image tasks: run it with --batch_size 1")
+            texts.append(self._image_processor.apply_chat_template(messages.model_dump()["messages"], tokenize=False, add_generation_prompt=True))
+            images += visuals
+            contexts.append(DocContext(key=RecordKey(task=task, split=split, doc_id=int(doc_id)), doc=doc, images=list(visuals)))
+        inputs = self._image_processor(images=images or None, text=texts, padding=True, return_tensors="pt")
+        inputs = inputs.to(self._device, self.model.dtype)
+        gen = {"max_new_tokens": 1024, "temperature": 0, "top_p": None, "num_beams": 1, **all_gen_kwargs[0]}  # llava_hf's defaults
+        do_sample = gen["temperature"] > 0
+        kwargs = {**inputs, "do_sample": do_sample, "temperature": gen["temperature"] if do_sample else None, "top_p": gen["top_p"],
+                  "num_beams": gen["num_beams"], "max_new_tokens": gen["max_new_tokens"], "use_cache": self.use_cache,
+                  "pad_token_id": self.eot_token_id, "eos_token_id": self.eot_token_id}
+        try:
+            output = self.instrumentation.generate(self.model.generate, contexts, (), kwargs)
+        except Exception as error:
+            keys = [context.key for context in contexts]
+            where = ", ".join(f"task '{key.task}' ({key.split}) doc {key.doc_id}" for key in keys)
+            raise GenerationFailed(f"generation failed on the batch of {where}: {type(error).__name__}: {error}") from error
+        generated = output[:, inputs["input_ids"].shape[1] :]
+        answers = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        results = []
+        for row, answer in enumerate(answers):
+            ends = (generated[row] == self.eot_token_id).nonzero()
+            n_tokens = int(ends[0]) + 1 if len(ends) else generated.shape[1]  # through the first end-of-turn, as one doc alone
+            results.append(GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_tokens)))
+            self.cache_hook.add_partial("generate_until", (texts[row], all_gen_kwargs[row]), answer)
+        return results

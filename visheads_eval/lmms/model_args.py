@@ -109,10 +109,16 @@ def load_llava_config(pretrained: str, revision: str = "main", trust_remote_code
     return config
 
 
-def check_batch_size(batch_size: Any) -> None:
-    """lmms-eval's ``llava_hf`` generates one request at a time; say so before loading, not mid-run."""
-    if str(batch_size) != "1":
-        raise VisheadsError(f"batch_size={batch_size} is not supported: llava_visheads (like llava_hf) runs batch_size=1")
+def check_batch_size(batch_size: Any, simple: bool = False) -> None:
+    """A whole number of documents per ``generate``; batches of several need the chat adapter (the default),
+    which batches them; the simple one, like lmms-eval's ``llava_hf``, generates one request at a time."""
+    if not str(batch_size).isdigit() or int(batch_size) < 1:
+        raise VisheadsError(f"batch_size={batch_size} is not a whole number of documents; give e.g. --batch_size 8")
+    if simple and int(batch_size) > 1:
+        raise VisheadsError(
+            f"batch_size={batch_size} needs llava_visheads' chat adapter (the default), which batches documents: "
+            "drop --force_simple, or run the simple adapter with --batch_size 1"
+        )
 
 
 @dataclass(frozen=True)
@@ -126,13 +132,14 @@ class CheckedArgs:
     parent: dict[str, Any]
 
 
-def check_model_args(model_args: dict[str, Any]) -> CheckedArgs:
-    """Check every key and value that can be checked without loading weights, and split them."""
+def check_model_args(model_args: dict[str, Any], simple: bool = False) -> CheckedArgs:
+    """Check every key and value that can be checked without loading weights, and split them (``simple``:
+    for lmms-eval's simple adapter)."""
     kwargs = dict(model_args)
     check_arg_names(kwargs)
     own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
-    kwargs.pop("max_batch_size", None)  # llava_hf generates one request at a time
-    check_batch_size(kwargs.get("batch_size", 1))
+    kwargs.pop("max_batch_size", None)  # batches are --batch_size documents, never grown automatically
+    check_batch_size(kwargs.get("batch_size", 1), simple=simple)
     given = str(kwargs.pop("pretrained", DEFAULT_PRETRAINED))
     pretrained = resolve_pretrained(given)
     config = load_llava_config(pretrained, str(kwargs.get("revision", "main")), bool(kwargs.get("trust_remote_code", False)))
