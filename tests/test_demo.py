@@ -14,7 +14,7 @@ from visheads_eval.data.task_folders import copy_pointqa_tasks
 
 
 def test_demo_writes_the_reports_then_reuses_them(deep_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.setattr(demo, "mask_grid", lambda: [demo.MaskRun("early_top"), demo.MaskRun("early_random", 1)])
+    monkeypatch.setattr(demo, "mask_grid", lambda: [demo.SweepPoint("early_top"), demo.SweepPoint("early_random", 1)])
     task_folder = tmp_path / "pointqa_tasks"
     task_folder.mkdir()
     copy_pointqa_tasks(task_folder)
@@ -23,7 +23,7 @@ def test_demo_writes_the_reports_then_reuses_them(deep_model: Path, tmp_path: Pa
     tasks = ("pointqa_visual_general", "pointqa_plain_object")
     assert demo.Demo(out, str(deep_model), tasks, "10%", limit=3, include_path=task_folder).run() == 0
     first = capsys.readouterr().out
-    assert "[1/4] record the unmasked run:" in first and "[3/4] mask  2/2 early_random seed=1:" in first
+    assert "[1/4] record the unmasked run:" in first and "[3/4] mask [2/2] early_random seed=1:" in first
 
     board = pd.read_csv(out / "leaderboard.csv")
     assert list(board.columns[:6]) == ["model", "mask", "task", "metric", "value", "drop"]

@@ -2,48 +2,39 @@
 
 1. record the six PointQA settings through ``lmms_eval --model llava_visheads`` (``record=``);
 2. rank every head by the paper's score (``visheads rank``);
-3. evaluate the mask grid: early / mid / late / all layers x top / random (three seeds), and early
-   "others", each removing ``k`` heads (a tenth of the model's heads by default);
+3. evaluate the mask grid with ``visheads sweep``: early / mid / late / all layers x top / random (three
+   seeds), and early "others", each removing ``k`` heads (a tenth of the model's heads by default);
 4. write the leaderboard (Markdown, CSV, LaTeX) and the figures, and print the leaderboard.
 
-Every lmms-eval run's output goes to its own log under ``<out>/logs``; the terminal gets one line per
-step. A second run reuses what exists: a recording whose records and results are there, a ranking, and
-every masked run whose results file has the same model_args.
+Every evaluation runs in this process on one loaded model, in batches of ``BATCH_SIZE`` documents; lmms-eval's
+output goes to logs under ``<out>/logs``, the terminal gets one line per step. A second run reuses what
+exists: a recording whose records and results are there, a ranking, and every masked run whose results
+file has the same model_args.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from visheads_eval.errors import VisheadsError
+from visheads_eval.lmms.sweep import SweepPoint
 
 POINTQA_TASKS = tuple(f"pointqa_{rendering}_{question}" for rendering in ("plain", "visual") for question in ("general", "object", "super"))
 STAGES = ("early", "mid", "late", "all")
 SEEDS = (0, 1, 2)
+BATCH_SIZE = 16
 
 
-@dataclass(frozen=True)
-class MaskRun:
-    """One point of the mask grid: a spec name under the demo's mask folder, and the seed it draws with."""
-
-    spec: str
-    seed: int | None = None
-
-    @property
-    def label(self) -> str:
-        return self.spec if self.seed is None else f"{self.spec} seed={self.seed}"
-
-
-def mask_grid() -> list[MaskRun]:
-    """The grid the demo evaluates, in the order it reports."""
-    grid = [MaskRun(f"{stage}_top") for stage in STAGES]
-    grid += [MaskRun(f"{stage}_random", seed) for stage in STAGES for seed in SEEDS]
-    grid += [MaskRun("early_others", seed) for seed in SEEDS]
+def mask_grid() -> list[SweepPoint]:
+    """The grid the demo evaluates (spec names under the demo's mask folder), in the order it reports."""
+    grid = [SweepPoint(f"{stage}_top") for stage in STAGES]
+    grid += [SweepPoint(f"{stage}_random", seed) for stage in STAGES for seed in SEEDS]
+    grid += [SweepPoint("early_others", seed) for seed in SEEDS]
     return grid
 
 
@@ -78,18 +69,17 @@ class Demo:
         self.ranking: Path | None = None
 
     def run(self) -> int:
+        from visheads_eval.lmms.model import sharing_loaded_models
+
         start = time.perf_counter()
         self.logs.mkdir(parents=True, exist_ok=True)
         write_mask_specs(self.masks, self.k)
         grid = mask_grid()
         self._say(f"visheads demo: {self.pretrained} on {len(self.tasks)} PointQA settings, {len(grid)} masked runs, out {self.out}")
-        self._evaluate("[1/4] record the unmasked run", "none", record=str(self.records), position="answer")
-        self.ranking = self._rank()
-        for index, point in enumerate(grid, 1):
-            own = {"mask": point.spec, "mask_dir": str(self.masks), "ranking": str(self.ranking)}
-            if point.seed is not None:
-                own["mask_seed"] = str(point.seed)
-            self._evaluate(f"[3/4] mask {index:2d}/{len(grid)} {point.label}", point.label.replace(" seed=", "_seed"), **own)
+        with sharing_loaded_models():  # one model load for the recording and the whole grid
+            self._record()
+            self.ranking = self._rank()
+            self._sweep(grid)
         self._report()
         self._say(f"visheads demo: done in {time.perf_counter() - start:.0f} s; everything is in {self.out}")
         print((self.out / "leaderboard.md").read_text())
@@ -98,38 +88,47 @@ class Demo:
     def _say(self, line: str) -> None:
         print(line, flush=True)
 
-    def _model_args(self, own: dict[str, str]) -> str:
-        return ",".join([f"pretrained={self.pretrained}", *(f"{key}={value}" for key, value in own.items())])
-
-    def _existing(self, model_args: str) -> Path | None:
-        for path in sorted(self.results.rglob("*_results.json")):
-            if json.loads(path.read_text()).get("config", {}).get("model_args") == model_args:
-                return path
-        return None
-
-    def _evaluate(self, step: str, name: str, **own: str) -> None:
-        from visheads_eval.lmms import runner
-
-        model_args = self._model_args(own)
-        if self._existing(model_args) is not None:
-            self._say(f"{step}: reused")
-            return
-        argv = ["--model", "llava_visheads", "--model_args", model_args, "--tasks", ",".join(self.tasks),
-                "--output_path", str(self.results), "--log_samples", "--verbosity", "WARNING"]
+    def _lmms_args(self) -> list[str]:
+        argv = ["--tasks", ",".join(self.tasks), "--batch_size", str(BATCH_SIZE), "--log_samples", "--verbosity", "WARNING"]
         if self.limit is not None:
             argv += ["--limit", str(self.limit)]
         if self.include_path is not None:
             argv += ["--include_path", str(self.include_path)]
-        started = time.perf_counter()
+        return argv
+
+    @contextlib.contextmanager
+    def _logged(self, name: str) -> Iterator[Callable[[str], None]]:
+        """lmms-eval's output into ``logs/<name>.log``; yields a ``say`` that still reaches the terminal."""
+        terminal = sys.stdout
         log = self.logs / f"{name}.log"
-        with log.open("w") as stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-            code = runner.run(argv)
-        if code != 0:
+        try:
+            with log.open("w") as stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+                yield lambda line: print(line, file=terminal, flush=True)
+        except VisheadsError as error:
             tail = "\n".join(log.read_text().splitlines()[-15:])
-            raise VisheadsError(f"{step} failed (exit {code}); its log is {log}:\n{tail}")
-        results = json.loads(self._existing(model_args).read_text())["results"]
-        accuracy = [results[task]["pointqa_acc,none"] for task in self.tasks if task in results]
-        self._say(f"{step}: {time.perf_counter() - started:5.1f} s, mean accuracy {100 * sum(accuracy) / len(accuracy):5.1f}%")
+            raise VisheadsError(f"{error}; its log is {log}:\n{tail}") from error
+
+    def _record(self) -> None:
+        from visheads_eval.lmms.sweep import evaluate, existing_results
+
+        model_args = f"pretrained={self.pretrained},record={self.records},position=answer"
+        step = "[1/4] record the unmasked run"
+        if existing_results(self.results, model_args) is not None:
+            self._say(f"{step}: reused")
+            return
+        started = time.perf_counter()
+        with self._logged("none"):
+            code = evaluate(model_args, self.results, self._lmms_args())
+            if code != 0:
+                raise VisheadsError(f"{step} failed (exit {code})")
+        self._say(f"{step}: {time.perf_counter() - started:5.1f} s")
+
+    def _sweep(self, grid: list[SweepPoint]) -> None:
+        from visheads_eval.lmms.sweep import run_sweep
+
+        base = f"pretrained={self.pretrained},mask_dir={self.masks},ranking={self.ranking}"
+        with self._logged("sweep") as say:
+            run_sweep(grid, base, self._lmms_args(), self.results, say=lambda line: say(f"[3/4] mask {line}"))
 
     def _visheads(self, *argv: str) -> None:
         """Run a ``visheads`` subcommand in this process, its output into ``logs/<subcommand>.log``."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import math
 import weakref
 from collections.abc import Callable, Iterator
@@ -25,16 +26,36 @@ from lmms_eval.models.chat.llava_hf import LlavaHf as LlavaHfChat
 from lmms_eval.models.simple import llava_hf as llava_hf_module
 from lmms_eval.models.simple.llava_hf import LlavaHf as LlavaHfSimple
 from lmms_eval.protocol import ChatMessages
+from lmms_eval.utils import simple_parse_args_string
 from PIL import Image
 from tqdm import tqdm
 
 import visheads_eval
 from visheads_eval.errors import VisheadsError
 from visheads_eval.lmms.instrumentation import DocContext, Instrumentation
-from visheads_eval.lmms.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, check_model_args
+from visheads_eval.lmms.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs, check_model_args
 from visheads_eval.records import RecordKey
 
 _latest_adapter: weakref.ref[VisheadsAdapter] | None = None
+_shared: dict[tuple, VisheadsAdapter] | None = None  # loaded models by (class, weights, loading args), while shared
+
+
+@contextlib.contextmanager
+def sharing_loaded_models() -> Iterator[None]:
+    """While the block runs, every lmms-eval evaluation of ``llava_visheads`` whose weights and loading
+    arguments (all model_args but this project's own, batch size and device included) match an earlier
+    one's gets that model, already loaded, with its own masks, recording and means: what ``visheads
+    sweep`` runs its masks on. Masks and recorders are installed per ``generate`` call, so nothing of one
+    evaluation stays on the model for the next."""
+    global _shared
+    if _shared is not None:  # already sharing: an inner block shares the outer one's models
+        yield
+        return
+    _shared = {}
+    try:
+        yield
+    finally:
+        _shared = None
 
 
 def latest_adapter() -> VisheadsAdapter | None:
@@ -76,24 +97,50 @@ class VisheadsAdapter:
     _doc_reader_index: ClassVar[int]
 
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
-        global _latest_adapter
         checked = check_model_args({"pretrained": pretrained, **kwargs}, simple=self.is_simple)
-        self.instrumentation = Instrumentation(checked.own, pretrained=checked.name, config=checked.config)
+        instrumentation = Instrumentation(checked.own, pretrained=checked.name, config=checked.config)
         self._current_doc: DocContext | None = None
         self._failure: GenerationFailed | None = None
         with _llava_family_known_to_llava_hf():
             super().__init__(pretrained=checked.pretrained, **checked.parent)
-        self.instrumentation.attach(self.model, self._image_processor, rank=self.rank)
+        self._instrument(instrumentation, checked)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> VisheadsAdapter:
+        """lmms-eval's constructor from ``--model_args``; inside :func:`sharing_loaded_models` a model already
+        loaded with the same weights and loading arguments is reused, instrumented for these model_args."""
+        if _shared is None:
+            return super().create_from_arg_string(arg_string, additional_config)
+        args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
+        checked = check_model_args(args, simple=cls.is_simple)
+        key = (cls, checked.pretrained, json.dumps({k: str(v) for k, v in checked.parent.items()}, sort_keys=True))
+        if key not in _shared:
+            _shared[key] = cls(**args)
+        else:
+            _shared[key]._instrument(Instrumentation(checked.own, pretrained=checked.name, config=checked.config), checked)
+        return _shared[key]
+
+    def clean(self) -> None:
+        """lmms-eval frees the model after each evaluation; a model shared by a sweep stays for the next one."""
+        if _shared is not None and any(adapter is self for adapter in _shared.values()):
+            return
+        super().clean()
+
+    def _instrument(self, instrumentation: Instrumentation, checked: CheckedArgs) -> None:
+        """Bind a run's masks, recording and means to the loaded model."""
+        global _latest_adapter
+        self.instrumentation = instrumentation
+        instrumentation.attach(self.model, self._image_processor, rank=self.rank)
         self._run_info = {
             "visheads_eval_version": visheads_eval.__version__,
             "pretrained": checked.name,
             "weights": checked.pretrained,
             "model_class": type(self.model).__name__,
             "attn_implementation": self.model.config._attn_implementation,
-            "n_layers": self.instrumentation.shape.n_layers,
-            "n_heads": self.instrumentation.shape.n_heads,
+            "n_layers": instrumentation.shape.n_layers,
+            "n_heads": instrumentation.shape.n_heads,
             "args": {key: str(value) for key, value in checked.own.items()},
-            **self.instrumentation.describe(),
+            **instrumentation.describe(),
         }
         _latest_adapter = weakref.ref(self)
 

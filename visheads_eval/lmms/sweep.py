@@ -1,0 +1,142 @@
+"""``visheads sweep``: a grid of masks evaluated through lmms-eval on one loaded model.
+
+Each point of the grid (a mask, and for random and "others" specs a seed) is a full ``lmms_eval --model
+llava_visheads --model_args ...,mask=NAME[,mask_seed=S]`` evaluation, run in this process by
+:mod:`visheads_eval.lmms.runner`, so it writes exactly the results file, samples logs and ``visheads``
+block a separate run writes, and ``visheads leaderboard`` reads them unchanged. Inside
+:func:`~visheads_eval.lmms.model.sharing_loaded_models` the model loads once; lmms-eval, the task index
+and the datasets' cache are loaded once by the process. A point whose results file exists with the same
+model_args is skipped (resume); a failure stops the sweep with the point and the document named.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from visheads_eval.errors import VisheadsError
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One evaluation of the grid: a mask (spec name, YAML file or inline heads) and the seed it draws with."""
+
+    mask: str
+    seed: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.mask if self.seed is None else f"{self.mask} seed={self.seed}"
+
+    def own_args(self) -> dict[str, str]:
+        return {"mask": self.mask, **({"mask_seed": str(self.seed)} if self.seed is not None else {})}
+
+
+def expand_masks(masks: Sequence[str], mask_dir: Path | None = None, seeds: Sequence[int] = ()) -> list[SweepPoint]:
+    """The grid: ``masks`` are spec names, globs over them (``early_*``), YAML files, inline heads
+    (``L2H5+L10H3``) or ``paper`` (every shipped spec: the paper's grid and ``none``); with ``seeds``, every
+    random and "others" spec is evaluated once per seed."""
+    from visheads_eval.masking.specs import load_mask, spec_files
+
+    known = list(spec_files(mask_dir))
+    names: list[str] = []
+    for mask in masks:
+        if mask == "paper":
+            found = list(spec_files(None))
+        elif any(char in mask for char in "*?[") and not Path(mask).exists():
+            found = fnmatch.filter(known, mask)
+            if not found:
+                raise VisheadsError(f"no mask spec matches '{mask}'; list them with `visheads masks`")
+        else:
+            found = [mask]
+        names += [name for name in found if name not in names]
+    points = []
+    for name in names:
+        spec = load_mask(name, mask_dir)
+        draws = spec.select is not None and spec.select.order != "top"
+        points += [SweepPoint(name, seed) for seed in seeds] if draws and seeds else [SweepPoint(name)]
+    return points
+
+
+def existing_results(output_path: Path, model_args: str) -> Path | None:
+    """The results file under ``output_path`` of an evaluation with exactly these model_args, if any."""
+    for path in sorted(Path(output_path).rglob("*_results.json")):
+        if json.loads(path.read_text()).get("config", {}).get("model_args") == model_args:
+            return path
+    return None
+
+
+_last_start_second: int | None = None
+
+
+def evaluate(model_args: str, output_path: Path, lmms_args: Sequence[str]) -> int:
+    """One ``lmms_eval --model llava_visheads`` evaluation in this process; its exit status.
+
+    lmms-eval names its output files by the second the evaluation started, so two evaluations started
+    within one second would write the same files: this waits, when needed, for the next second.
+    """
+    global _last_start_second
+    from visheads_eval.lmms import runner
+
+    while int(time.time()) == _last_start_second:
+        time.sleep(1 - time.time() % 1 + 0.01)
+    _last_start_second = int(time.time())
+    return runner.run(["--model", "llava_visheads", "--model_args", model_args, "--output_path", str(output_path), *lmms_args])
+
+
+def run_sweep(
+    points: Sequence[SweepPoint],
+    base_model_args: str,
+    lmms_args: Sequence[str],
+    output_path: Path,
+    record_dir: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> list[Path]:
+    """Evaluate every point on one loaded model; return the results file of each, in order.
+
+    ``base_model_args`` are the model_args every point shares (``pretrained=...``, ``mask_dir=...``);
+    ``lmms_args`` the rest of the ``lmms_eval`` command line (``--tasks``, ``--batch_size`` ...). With
+    ``record_dir``, each point records into ``record_dir/<label>``.
+    """
+    from visheads_eval.lmms.model import sharing_loaded_models
+
+    written = []
+    with sharing_loaded_models():
+        for index, point in enumerate(points, 1):
+            own = point.own_args()
+            if record_dir is not None:
+                own["record"] = str(record_dir / point.label.replace(" seed=", "_seed"))
+            model_args = ",".join([base_model_args, *(f"{key}={value}" for key, value in own.items())])
+            step = f"[{index}/{len(points)}] {point.label}"
+            found = existing_results(output_path, model_args)
+            if found is not None:
+                say(f"{step}: reused {found}")
+                written.append(found)
+                continue
+            started = time.perf_counter()
+            code = evaluate(model_args, output_path, lmms_args)
+            if code != 0:
+                raise VisheadsError(f"the sweep stopped at {step} (exit {code}); the error is above. "
+                                    "Fix it and run the same command again: finished points are reused")
+            found = existing_results(output_path, model_args)
+            if found is None:
+                raise VisheadsError(f"{step} wrote no results file under {output_path}")
+            say(f"{step}: {time.perf_counter() - started:.1f} s, {_summary(found)}")
+            written.append(found)
+    return written
+
+
+def _summary(results_file: Path) -> str:
+    """Each metric's mean over the tasks, as one short phrase."""
+    values: dict[str, list[float]] = {}
+    for metrics in json.loads(results_file.read_text())["results"].values():
+        for name, value in metrics.items():
+            if "," in name and "stderr" not in name and isinstance(value, (int, float)):
+                values.setdefault(name.split(",")[0], []).append(float(value))
+    n_tasks = max((len(v) for v in values.values()), default=0)
+    mean = ", ".join(f"{name} {sum(v) / len(v):.3f}" for name, v in values.items())
+    return f"{mean} (mean of {n_tasks} tasks)" if n_tasks > 1 else mean
