@@ -169,6 +169,7 @@ class HeadRecorder(HookContext):
             raise VisheadsError(f"batch {index} recorded no attention in layers {missing}")
         names = batch.layers[0].keys()
         return {
-            name: torch.stack([batch.layers[layer][name] for layer in range(self.shape.n_layers)], dim=1).cpu().numpy()
+            # each layer's numbers on the CPU first: with device_map=auto the layers sit on different GPUs
+            name: torch.stack([batch.layers[layer][name].cpu() for layer in range(self.shape.n_layers)], dim=1).numpy()
             for name in names
         }

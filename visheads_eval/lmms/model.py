@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -103,6 +104,12 @@ class VisheadsAdapter:
         self._failure: GenerationFailed | None = None
         with _llava_family_known_to_llava_hf():
             super().__init__(pretrained=checked.pretrained, **checked.parent)
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size > 1 and self._world_size == 1:
+            # lmms-eval's evaluator splits the documents over the launched processes by RANK and WORLD_SIZE;
+            # llava_hf takes them from accelerate only when it places the model itself (cuda:<rank>), so with a
+            # device_map (cpu, or auto over several GPUs) every process would call itself rank 0.
+            self._rank, self._world_size = int(os.environ.get("RANK", "0")), world_size
         self._instrument(instrumentation, checked)
 
     @classmethod

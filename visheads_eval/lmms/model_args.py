@@ -145,9 +145,9 @@ def check_model_args(model_args: dict[str, Any], simple: bool = False) -> Checke
     config = load_llava_config(pretrained, str(kwargs.get("revision", "main")), bool(kwargs.get("trust_remote_code", False)))
     if kwargs.get("device") is None:
         kwargs["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    if not kwargs.get("device_map") and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if not kwargs.get("device_map") and (int(os.environ.get("WORLD_SIZE", "1")) == 1 or not str(kwargs["device"]).startswith("cuda")):
         # llava_hf passes its default device_map="" to from_pretrained, which transformers 5 rejects;
-        # with several processes it picks cuda:<rank> itself.
+        # with several processes on GPUs it picks cuda:<rank> itself.
         kwargs["device_map"] = str(kwargs["device"])
     name = given if given == EMBEDDED_MODEL else pretrained
     return CheckedArgs(pretrained=pretrained, name=name, config=config, own=own, parent=kwargs)
