@@ -1,13 +1,19 @@
 """What recording attention costs: a plain SDPA forward vs. HeadRecorder vs. eager output_attentions.
 
 A random LLaVA whose language model is 1024 wide, 8 layers, 16 heads (the vision tower is kept tiny so
-the language model dominates), fed one image of N image tokens plus a short question. Each variant runs
-in its own process (peak memory is a process high-water mark): one warm-up forward, then the median of
-three timed forwards; peak memory is the process's peak resident set. Variants are interleaved for
-every N so that the ratios come from one run on the same machine state.
+the language model dominates), fed one image of N image tokens plus a short question, as a steady
+stream of samples (each its own forward, and for the recorder its own ``HeadRecorder``, as
+``llava_visheads`` records one document after another):
+
+- time: one process per N runs the three variants interleaved, one warm-up round, then the median over
+  ``--samples`` rounds, so that the ratios come from one run on the same machine state;
+- memory: one process per variant and N runs ``--samples`` consecutive samples; the figure is the
+  process's peak resident set over all of them (a high-water mark, so anything a sample leaves behind
+  for the next one, such as tensors held by a reference cycle, shows up), with Python's garbage
+  collector left as it is by default.
 
     python benchmarks/recording_cost.py                      # N = 576, 1296, 1936, 2916
-    python benchmarks/recording_cost.py --tokens 2916 --out result.json
+    python benchmarks/recording_cost.py --tokens 2916 --samples 4 --out result.json
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _model(side: int, attn: str):
+def _model(side: int, attn: str, samples: int):
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
@@ -46,11 +52,13 @@ def _model(side: int, attn: str):
     model = LlavaForConditionalGeneration(config).eval()
     model.set_attn_implementation(attn)
     torch.manual_seed(1)
-    question = torch.randint(3, VOCAB - 1, (60,))
-    input_ids = torch.cat([torch.tensor([1]), torch.full((side * side,), IMAGE_TOKEN), question])[None]
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-              "pixel_values": torch.randn(1, 3, side * PATCH, side * PATCH)}
-    return model, inputs
+    stream = []
+    for _ in range(samples):  # a different image and question per sample
+        question = torch.randint(3, VOCAB - 1, (60,))
+        input_ids = torch.cat([torch.tensor([1]), torch.full((side * side,), IMAGE_TOKEN), question])[None]
+        stream.append({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+                       "pixel_values": torch.randn(1, 3, side * PATCH, side * PATCH)})
+    return model, stream
 
 
 def _forward(variant: str, model, inputs) -> None:
@@ -69,13 +77,13 @@ def _forward(variant: str, model, inputs) -> None:
             model(**inputs)
 
 
-def measure_time(side: int, repeats: int) -> dict:
-    """Child process: the three variants interleaved, one warm-up each, median of ``repeats``."""
-    sdpa_model, inputs = _model(side, "sdpa")
-    eager_model, _ = _model(side, "eager")
+def measure_time(side: int, samples: int) -> dict:
+    """Child process: the three variants interleaved over the stream, one warm-up round, median of ``samples`` rounds."""
+    sdpa_model, stream = _model(side, "sdpa", samples + 1)
+    eager_model, _ = _model(side, "eager", 0)
     models = {"sdpa": sdpa_model, "recorder": sdpa_model, "eager": eager_model}
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for round_ in range(repeats + 1):
+    for round_, inputs in enumerate(stream):
         for variant in VARIANTS:
             start = time.perf_counter()
             _forward(variant, models[variant], inputs)
@@ -84,11 +92,12 @@ def measure_time(side: int, repeats: int) -> dict:
     return {variant: statistics.median(values) for variant, values in times.items()}
 
 
-def measure_memory(variant: str, side: int) -> dict:
-    """Child process: peak resident memory of one forward of ``variant``, and of the model alone."""
-    model, inputs = _model(side, "eager" if variant == "eager" else "sdpa")
+def measure_memory(variant: str, side: int, samples: int) -> dict:
+    """Child process: peak resident memory over ``samples`` consecutive samples of ``variant``, and of the model alone."""
+    model, stream = _model(side, "eager" if variant == "eager" else "sdpa", samples)
     baseline = _rss_kib("VmRSS")
-    _forward(variant, model, inputs)
+    for inputs in stream:
+        _forward(variant, model, inputs)
     return {"peak_mib": _rss_kib("VmHWM") / 1024, "baseline_mib": baseline / 1024}
 
 
@@ -102,13 +111,13 @@ def _child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, nargs="+", default=[576, 1296, 1936, 2916], help="image tokens (perfect squares)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=6, help="consecutive samples per variant (default 6)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "recording_cost.json")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        result = measure_time(int(rest[0]), args.repeats) if kind == "time" else measure_memory(rest[0], int(rest[1]))
+        result = measure_time(int(rest[0]), args.samples) if kind == "time" else measure_memory(rest[0], int(rest[1]), args.samples)
         print(json.dumps(result))
         return
     rows = []
@@ -116,9 +125,9 @@ def main() -> None:
         side = round(tokens**0.5)
         if side * side != tokens:
             parser.error(f"--tokens {tokens} is not a square number of patches")
-        seconds = _child("time", str(side), "--repeats", str(args.repeats))
+        seconds = _child("time", str(side), "--samples", str(args.samples))
         for variant in VARIANTS:
-            memory = _child("memory", variant, str(side))
+            memory = _child("memory", variant, str(side), "--samples", str(args.samples))
             rows.append({"image_tokens": tokens, "variant": variant, "seconds": seconds[variant], **memory})
             print(f"{tokens:5d} image tokens  {variant:8s}  {seconds[variant]:7.2f} s  peak {memory['peak_mib']:7.0f} MiB "
                   f"(model and inputs alone {memory['baseline_mib']:.0f} MiB)", flush=True)
