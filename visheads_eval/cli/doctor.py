@@ -3,8 +3,8 @@
 It checks what has broken installs before: versions against the ranges this package declares (read from
 its own installed metadata, so they are pyproject.toml's), a torchvision that cannot load beside the
 installed torch (it breaks ``transformers.pipelines`` and with it lmms-eval), the modules lmms-eval and
-lm-eval need to evaluate, the ``llava_visheads`` entry point, and the GPU: CUDA and the attention
-kernels transformers can use. Exit status 0 when nothing is wrong (notes, such as no GPU, are not
+lm-eval need to evaluate, the ``llava_visheads`` entry point, the multi-process launcher, and the GPU:
+CUDA and the attention kernels transformers can use. Exit status 0 when nothing is wrong (notes, such as no GPU, are not
 wrong), 1 otherwise.
 """
 
@@ -59,6 +59,7 @@ def diagnose() -> Iterator[Finding]:
     yield check_import("lmms_eval.evaluator", "lmms-eval cannot evaluate; fix the versions above, then reinstall visheads_eval")
     yield check_import("lm_eval.evaluator", "lm-eval cannot evaluate; fix the versions above, then reinstall visheads_eval")
     yield check_entry_point()
+    yield check_launcher()
     yield from check_gpu()
 
 
@@ -135,6 +136,15 @@ def check_entry_point() -> Finding:
     except Exception as error:  # a finding to report, with its message
         return Finding("PROBLEM", f"lmms-eval cannot load llava_visheads ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
     return Finding("ok", "llava_visheads is registered with lmms-eval")
+
+
+def check_launcher() -> Finding:
+    """``accelerate launch`` starts several processes; its CLI imports timm, which needs torchvision."""
+    error = _import_error("accelerate.commands.accelerate_cli")
+    if error is None:
+        return Finding("ok", "accelerate launch is available for several processes")
+    return Finding("note", f"accelerate launch does not start ({_describe(error)}): launch several processes with "
+                   "`torchrun --nproc_per_node N $(which lmms_eval) ...`, the launcher it runs underneath")
 
 
 def check_gpu() -> Iterator[Finding]:
