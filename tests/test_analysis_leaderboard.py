@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,39 @@ def test_per_sample_correctness(tmp_path: Path) -> None:
     samples.write_text(samples.read_text() + '{"doc_id": 2, "pope_acc')
     with pytest.raises(VisheadsError, match="line 3 is not JSON \\(truncated file\\?\\)"):
         correct_docs(read_run(path), "pope", "pope_accuracy")
+
+
+def _pope_samples(correct: list[int]) -> list[dict]:
+    return [{"pope_accuracy": {"question_id": i, "score": float(c)}} for i, c in enumerate(correct)]
+
+
+def test_drops_are_paired_over_the_documents_both_runs_answered(tmp_path: Path) -> None:
+    unmasked = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0] * 3  # 30 docs, 80% correct
+    masked = [1, 0, 0, 1, 1, 0, 1, 1, 1, 0] * 2  # the first 20 docs only (--limit 20): 60% correct
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.8}}, samples={"pope": _pope_samples(unmasked)})
+    write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.6}}, mask="early_top20", heads=["L1H2"],
+                  samples={"pope": _pope_samples(masked)})
+    row = leaderboard(find_runs([tmp_path])).set_index("mask").loc["early_top20"]
+    assert row["n_docs"] == 20 and row["value"] == pytest.approx(60.0)
+    assert row["drop"] == pytest.approx(80.0 - 60.0)  # over docs 0-19 the unmasked run is also 80% correct
+    # McNemar by hand: docs correct unmasked only: 1, 2, 5, 11, 12, 15; masked only: 8, 18 -> two-sided exact binomial
+    p_by_hand = min(1.0, 2 * sum(math.comb(8, k) for k in range(0, 3)) / 2**8)
+    assert row["p_mcnemar"] == pytest.approx(p_by_hand)
+    differences = 100.0 * (np.array(unmasked[:20]) - np.array(masked))
+    standard_error = differences.std(ddof=1) / np.sqrt(20)
+    assert row["drop_ci_low"] < row["drop"] < row["drop_ci_high"] and row["bootstrap_seed"] == 0
+    assert row["drop_ci_low"] == pytest.approx(20.0 - 1.96 * standard_error, abs=4.0)  # a percentile interval near the normal one
+    again = leaderboard(find_runs([tmp_path])).set_index("mask").loc["early_top20"]
+    assert (again["drop_ci_low"], again["drop_ci_high"]) == (row["drop_ci_low"], row["drop_ci_high"]), "seeded"
+    assert "20.00 ↓†" in to_markdown(leaderboard(find_runs([tmp_path]))), "the interval includes 0 at 20 documents"
+
+
+def test_drops_over_different_documents_without_samples_are_refused(tmp_path: Path) -> None:
+    first = write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.905}}, n_docs=210)
+    second = write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.54}}, mask="early_top20", n_docs=50)
+    with pytest.raises(VisheadsError) as error:
+        leaderboard(find_runs([tmp_path]))
+    assert str(error.value) == (
+        f"{second} answered 50 documents of pope and the unmasked {first} 210: a drop over different documents is no drop; "
+        "rerun both with --log_samples (the drop is then taken over the documents both answered) or with the same --limit"
+    )

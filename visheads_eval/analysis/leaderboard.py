@@ -1,9 +1,13 @@
 """Leaderboards: each benchmark's metric with no mask and its drop under every mask (paper Tables 2, 3).
 
-The table is long: one row per model, mask and task, with the value in accuracy points and ``drop =
-value(none) - value(mask)`` (positive when masking hurts; 0 for the ``none`` row; empty when the model has
-no unmasked run of that task). Every row keeps what links it to its run: the results file, the mask's
-mode, seed, ranking and the heads it removed (from the results file's ``visheads`` block).
+The table is long: one row per model, mask and task, with the value in accuracy points and the drop
+from the unmasked run (positive when masking hurts; 0 for the ``none`` row; empty when the model has no
+unmasked run of that task). The drop is paired (:mod:`visheads_eval.analysis.paired`): computed over the
+documents both runs answered, read from lmms-eval's samples logs, with its 95% bootstrap interval and the
+McNemar p-value; ``n_docs`` says over how many documents. Without samples logs it is ``value(none) -
+value(mask)``, refused when the two runs answered different numbers of documents. Every row keeps what
+links it to its run: the results file, the mask's mode, seed, ranking and the heads it removed (from the
+results file's ``visheads`` block).
 
 When a model has several runs of one mask (and seed) on one task, the newest (by lmms-eval's date in
 the file name) is used. Runs of one mask with different seeds (random heads drawn again) are separate
@@ -22,10 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from visheads_eval.analysis.results import NO_MASK, Run, metric_points, primary_metric, task_metrics
+from visheads_eval.analysis.paired import BOOTSTRAP_SEED, PairedDrop, paired_drop
+from visheads_eval.analysis.results import NO_MASK, Run, correct_docs, metric_points, primary_metric, task_metrics
 from visheads_eval.errors import VisheadsError
 
-COLUMNS = ("model", "mask", "task", "metric", "value", "drop", "mask_mode", "n_masked", "heads", "mask_seed", "ranking", "results_file")
+COLUMNS = ("model", "mask", "task", "metric", "value", "drop", "n_docs", "drop_ci_low", "drop_ci_high", "p_mcnemar",
+           "bootstrap_seed", "mask_mode", "n_masked", "heads", "mask_seed", "ranking", "results_file")
+MARK_INCLUDES_ZERO = "†"
 
 
 def mask_order(name: str) -> tuple:
@@ -73,8 +80,25 @@ def leaderboard(
     table = pd.DataFrame(rows)
     baseline = table[table["mask"] == NO_MASK].set_index(["model", "task"])["value"]
     keys = pd.MultiIndex.from_frame(table[["model", "task"]])
-    table["drop"] = (baseline.reindex(keys).to_numpy() - table["value"].to_numpy()).round(4)
-    table["value"] = table["value"].round(4)
+    table["drop"] = baseline.reindex(keys).to_numpy() - table["value"].to_numpy()
+    table["n_docs"] = [chosen[(row.model, row.mask, row.task)].n_samples.get(row.task) for row in table.itertuples()]
+    for column in ("drop_ci_low", "drop_ci_high", "p_mcnemar"):
+        table[column] = np.nan
+    table["bootstrap_seed"] = None
+    correctness: dict[tuple[Path, str], dict[int, bool]] = {}  # each unmasked run's samples are read once
+    for index, row in table.iterrows():
+        unmasked = chosen.get((row["model"], NO_MASK, row["task"]))
+        if row["mask"] == NO_MASK or unmasked is None:
+            continue
+        pair = _paired(unmasked, chosen[(row["model"], row["mask"], row["task"])], row["task"], metric_of[row["task"]], correctness)
+        if pair is not None:
+            table.loc[index, ["drop", "n_docs", "drop_ci_low", "drop_ci_high", "p_mcnemar"]] = (
+                pair.drop, pair.n_docs, pair.ci_low, pair.ci_high, pair.p_mcnemar)
+            table.loc[index, "bootstrap_seed"] = BOOTSTRAP_SEED
+    for column in ("value", "drop", "drop_ci_low", "drop_ci_high"):
+        table[column] = table[column].astype(float).round(4)
+    table["n_docs"] = table["n_docs"].astype("Int64")
+    table["bootstrap_seed"] = table["bootstrap_seed"].astype("Int64")
     table["n_masked"] = table["n_masked"].astype("Int64")
     table["mask_seed"] = table["mask_seed"].astype("Int64")
     models = list(dict.fromkeys(table["model"]))
@@ -95,6 +119,32 @@ def unmasked_values(
     return {(row.model, row.task): row.value for row in table.itertuples()}
 
 
+def _paired(unmasked: Run, masked: Run, task: str, metric: str, correctness: dict[tuple[Path, str], dict[int, bool]]) -> PairedDrop | None:
+    """The drop over the documents both runs answered; ``None`` when there are no samples logs to pair
+    (or ``metric`` has no per-document correctness) and both runs answered as many documents."""
+    if unmasked.samples_path(task).is_file() and masked.samples_path(task).is_file():
+        try:
+            if (unmasked.path, task) not in correctness:
+                correctness[unmasked.path, task] = correct_docs(unmasked, task, metric)
+            base, ablated = correctness[unmasked.path, task], correct_docs(masked, task, metric)
+        except VisheadsError:
+            base = None  # e.g. MMBench's circular score: no per-document correctness, so the aggregates decide
+        if base is not None:
+            pair = paired_drop(base, ablated)
+            if pair is None:
+                raise VisheadsError(f"{masked.path} and the unmasked {unmasked.path} share no document of {task}; "
+                                    "evaluate both on the same documents")
+            return pair
+    counts = unmasked.n_samples.get(task), masked.n_samples.get(task)
+    if None not in counts and counts[0] != counts[1]:
+        raise VisheadsError(
+            f"{masked.path} answered {counts[1]} documents of {task} and the unmasked {unmasked.path} {counts[0]}: a drop over "
+            "different documents is no drop; rerun both with --log_samples (the drop is then taken over the documents both "
+            "answered) or with the same --limit"
+        )
+    return None
+
+
 def _check_masks_agree(chosen: Mapping[tuple[str, str, str], Run]) -> None:
     seen: dict[tuple[str, str], Run] = {}
     for (model, mask, _), run in chosen.items():
@@ -106,20 +156,24 @@ def _check_masks_agree(chosen: Mapping[tuple[str, str, str], Run]) -> None:
             )
 
 
-def _cell(row: pd.Series, arrows: tuple[str, str]) -> str:
+def _cell(row: pd.Series, arrows: tuple[str, str, str], interval: bool) -> str:
     if row["mask"] == NO_MASK:
         return f"{row['value']:.2f}"
     if np.isnan(row["drop"]):
         return f"({row['value']:.2f}, no unmasked run)"
-    down, up = arrows
-    return f"{abs(row['drop']):.2f} {down if row['drop'] >= 0 else up}"
+    down, up, mark = arrows
+    includes_zero = row["drop_ci_low"] <= 0 <= row["drop_ci_high"]  # False when there is no interval (NaN)
+    cell = f"{abs(row['drop']):.2f} {down if row['drop'] >= 0 else up}{mark if includes_zero else ''}"
+    if interval and not np.isnan(row["drop_ci_low"]):
+        cell += f" [{row['drop_ci_low']:.1f}, {row['drop_ci_high']:.1f}]"
+    return cell
 
 
-def _wide(table: pd.DataFrame, model: str, arrows: tuple[str, str]) -> pd.DataFrame:
+def _wide(table: pd.DataFrame, model: str, arrows: tuple[str, str, str], interval: bool = False) -> pd.DataFrame:
     """One model's rows as masks x tasks: the ``none`` row holds values, mask rows hold drops."""
     rows = table[table["model"] == model].copy()
     rows["column"] = rows["task"] + " (" + rows["metric"] + ")"
-    rows["cell"] = rows.apply(_cell, axis=1, arrows=arrows)
+    rows["cell"] = rows.apply(_cell, axis=1, arrows=arrows, interval=interval)
     wide = rows.pivot(index="mask", columns="column", values="cell")
     wide = wide.reindex(index=sorted(wide.index, key=mask_order), columns=list(dict.fromkeys(rows["column"])))
     wide.columns.name = None
@@ -139,14 +193,19 @@ def to_markdown(table: pd.DataFrame, links_from: Path | None = None) -> str:
 
     parts = []
     for model in dict.fromkeys(table["model"]):
-        wide = _wide(table, model, ("↓", "↑"))
-        parts.append(f"## {model}\n\nValues in accuracy points; mask rows give the drop from the unmasked run.\n\n")
+        wide = _wide(table, model, ("↓", "↑", MARK_INCLUDES_ZERO))
+        parts.append(f"## {model}\n\nValues in accuracy points; mask rows give the drop from the unmasked run, over the "
+                     "documents both answered.\n\n")
         parts.append(wide.to_markdown(tablefmt="github") + "\n")
-        masks = table[(table["model"] == model) & (table["mask"] != NO_MASK)]
+        rows = table[table["model"] == model]
+        if (rows["drop_ci_low"] <= 0).mul(rows["drop_ci_high"] >= 0).any():
+            parts.append(f"\n{MARK_INCLUDES_ZERO} the 95% paired bootstrap interval of the drop includes 0 "
+                         "(leaderboard.csv has every interval and McNemar p-value).\n")
+        masks = rows[rows["mask"] != NO_MASK]
         if len(masks):
             listing = masks.groupby("mask", sort=False).agg(
                 mode=("mask_mode", "first"), n_masked=("n_masked", "first"), heads=("heads", "first"),
-                results_files=("results_file", file_cell),
+                n_docs=("n_docs", _counts), results_files=("results_file", file_cell),
             )
             listing = listing.reindex(sorted(listing.index, key=mask_order)).fillna("unknown")
             parts.append(f"\nHeads removed by each mask of {model}:\n\n" + listing.to_markdown(tablefmt="github") + "\n")
@@ -154,13 +213,19 @@ def to_markdown(table: pd.DataFrame, links_from: Path | None = None) -> str:
     return "".join(parts)
 
 
+def _counts(n_docs: pd.Series) -> str:
+    """The documents a mask's drops were computed over, once per distinct count."""
+    return ", ".join(str(n) for n in dict.fromkeys(n_docs.dropna())) or "unknown"
+
+
 def to_latex(table: pd.DataFrame) -> str:
     """LaTeX: one ``table`` environment per model, masks x tasks, as in the paper's Tables 2 and 3."""
     parts = []
     for model in dict.fromkeys(table["model"]):
-        wide = _wide(table, model, (r"$\downarrow$", r"$\uparrow$"))
+        wide = _wide(table, model, (r"$\downarrow$", r"$\uparrow$", r"\dag{}"), interval=True)
         styler = wide.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-        caption = f"Accuracy of {model} with no mask and its drop (points) under each mask."
+        caption = (f"Accuracy of {model} with no mask and its drop (points) under each mask, over the documents both runs "
+                   "answered, with its 95% paired bootstrap interval; a dagger marks an interval that includes 0.")
         parts.append(styler.to_latex(hrules=True, caption=_latex_escape(caption), position="t") + "\n")
     return "".join(parts)
 

@@ -57,6 +57,7 @@ class Run:
     ranking: str | None
     record_dir: str | None
     results: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    n_samples: Mapping[str, int] = field(default_factory=dict, repr=False)  # task -> documents evaluated
 
     def samples_path(self, task: str) -> Path:
         """The samples file lmms-eval wrote beside this results file for ``task``."""
@@ -106,6 +107,7 @@ def read_run(path: Path) -> Run:
         ranking=ranking,
         record_dir=record.get("dir"),
         results=results,
+        n_samples={task: int(n["effective"]) for task, n in (data.get("n-samples") or {}).items() if isinstance(n, dict) and "effective" in n},
     )
 
 

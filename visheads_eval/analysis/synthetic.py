@@ -1,7 +1,8 @@
 """Synthetic lmms-eval output, laid out as lmms-eval 0.7.3 writes it, for benchmarks and tests.
 
 ``<output>/<model folder>/<date>_results.json`` with ``results`` (``"metric,filter"`` keys beside their
-``_stderr`` twins and the task's ``alias``), ``config.model_args`` and, for runs made with the
+``_stderr`` twins and the task's ``alias``), ``config.model_args``, ``n-samples`` (the documents of each
+task: its samples' count, or ``n_docs``) and, for runs made with the
 ``lmms_eval`` command, a ``visheads`` block; ``<date>_samples_<task>.jsonl`` beside it, one doc a line.
 """
 
@@ -23,6 +24,7 @@ def write_results(
     samples: dict[str, list[dict[str, Any]]] | None = None,
     record_dir: str | None = None,
     shape: tuple[int, int] = (32, 32),
+    n_docs: int = 100,
 ) -> Path:
     """Write one run's results file (and samples files); returns the results file."""
     folder = output / model.replace("/", "__")
@@ -39,6 +41,7 @@ def write_results(
         "configs": {task: {"task": task} for task in metrics},
         "config": {"model": "llava_visheads", "model_args": model_args, "batch_size": "1"},
         "model_name": "llava_visheads",
+        "n-samples": {task: {"original": n_docs, "effective": len((samples or {}).get(task, [])) or n_docs} for task in metrics},
     }
     if block:
         data["visheads"] = {
