@@ -94,17 +94,20 @@ def test_masked_run_without_the_visheads_block_has_unknown_heads(tmp_path: Path)
     assert table["n_masked"].isna().tolist() == [False, True]
 
 
-def test_random_masks_drawn_with_different_seeds_are_separate_rows(tmp_path: Path) -> None:
+def test_random_masks_drawn_with_different_seeds_are_separate_rows_beside_their_mean(tmp_path: Path) -> None:
     write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.85}})
-    for day, (seed, heads, accuracy) in enumerate([(0, ["L0H0"], 0.83), (1, ["L5H2"], 0.80)], start=2):
+    for day, (seed, heads, accuracy) in enumerate([(0, ["L0H0"], 0.83), (1, ["L5H2"], 0.80), (2, ["L1H1"], 0.84)], start=2):
         path = write_results(tmp_path, f"2025010{day}_000000", M7, {"pope": {"pope_accuracy": accuracy}}, mask="early_random20", heads=heads)
         data = json.loads(path.read_text())
         data["visheads"]["mask"]["seed"] = seed
         path.write_text(json.dumps(data))
     table = leaderboard(find_runs([tmp_path]))
-    assert table["mask"].tolist() == ["none", "early_random20 seed=0", "early_random20 seed=1"]
-    assert table["drop"].tolist() == pytest.approx([0.0, 2.0, 5.0])
-    assert table["heads"].tolist()[1:] == ["L0H0", "L5H2"]
+    assert table["mask"].tolist() == ["none", "early_random20 mean", "early_random20 seed=0", "early_random20 seed=1", "early_random20 seed=2"]
+    assert table["drop"].tolist() == pytest.approx([0.0, 8 / 3, 2.0, 5.0, 1.0], abs=1e-4)
+    assert table["heads"].tolist()[2:] == ["L0H0", "L5H2", "L1H1"]
+    mean = table.set_index("mask").loc["early_random20 mean"]
+    assert mean["n_seeds"] == 3 and mean["drop_sd"] == pytest.approx(np.std([2.0, 5.0, 1.0], ddof=1), abs=1e-4)
+    assert "| early_random20 mean   | 2.67 ↓ ± 2.08" in to_markdown(table)
 
 
 def test_mask_that_removed_different_heads_is_an_error(tmp_path: Path) -> None:

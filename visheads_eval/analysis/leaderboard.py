@@ -31,7 +31,9 @@ from visheads_eval.analysis.results import NO_MASK, Run, correct_docs, metric_po
 from visheads_eval.errors import VisheadsError
 
 COLUMNS = ("model", "mask", "task", "metric", "value", "drop", "n_docs", "drop_ci_low", "drop_ci_high", "p_mcnemar",
-           "bootstrap_seed", "mask_mode", "n_masked", "heads", "mask_seed", "ranking", "results_file")
+           "bootstrap_seed", "drop_sd", "n_seeds", "mask_mode", "n_masked", "heads", "mask_seed", "ranking", "results_file")
+SEED_LABEL = " seed="  # "<mask> seed=<seed>": one draw of a random or others mask
+MEAN_LABEL = " mean"  # "<mask> mean": the draws of one mask over its seeds
 MARK_INCLUDES_ZERO = "†"
 
 
@@ -99,6 +101,9 @@ def leaderboard(
         table[column] = table[column].astype(float).round(4)
     table["n_docs"] = table["n_docs"].astype("Int64")
     table["bootstrap_seed"] = table["bootstrap_seed"].astype("Int64")
+    table["drop_sd"] = np.nan
+    table["n_seeds"] = pd.array([pd.NA] * len(table), dtype="Int64")
+    table = pd.concat([table, _seed_means(table)], ignore_index=True)
     table["n_masked"] = table["n_masked"].astype("Int64")
     table["mask_seed"] = table["mask_seed"].astype("Int64")
     models = list(dict.fromkeys(table["model"]))
@@ -117,6 +122,23 @@ def unmasked_values(
         return {}
     table = leaderboard(unmasked, metrics, percent_metrics, tasks=[t for t in tasks if any(t in run.results for run in unmasked)])
     return {(row.model, row.task): row.value for row in table.itertuples()}
+
+
+def _seed_means(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per mask drawn with several seeds, task and model: the mean value and drop over the seeds, the
+    drop's standard deviation over them (``drop_sd``) and how many (``n_seeds``)."""
+    drawn = table[table["mask"].str.contains(SEED_LABEL, regex=False)]
+    groups = drawn.assign(base=drawn["mask"].str.split(SEED_LABEL, regex=False).str[0]).groupby(["model", "base", "task"], sort=False)
+    rows = []
+    for (model, base, task), seeds in groups:
+        first = seeds.iloc[0]
+        rows.append({
+            "model": model, "mask": base + MEAN_LABEL, "task": task, "metric": first["metric"],
+            "value": round(seeds["value"].mean(), 4), "drop": round(seeds["drop"].mean(), 4),
+            "drop_sd": round(seeds["drop"].std(ddof=1), 4), "n_seeds": len(seeds), "mask_mode": first["mask_mode"],
+            "n_masked": first["n_masked"], "ranking": first["ranking"],
+        })
+    return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"n_seeds": "Int64"})
 
 
 def _paired(unmasked: Run, masked: Run, task: str, metric: str, correctness: dict[tuple[Path, str], dict[int, bool]]) -> PairedDrop | None:
@@ -156,12 +178,14 @@ def _check_masks_agree(chosen: Mapping[tuple[str, str, str], Run]) -> None:
             )
 
 
-def _cell(row: pd.Series, arrows: tuple[str, str, str], interval: bool) -> str:
+def _cell(row: pd.Series, arrows: tuple[str, str, str, str], interval: bool) -> str:
     if row["mask"] == NO_MASK:
         return f"{row['value']:.2f}"
+    if not pd.isna(row["n_seeds"]):
+        return f"{abs(row['drop']):.2f} {arrows[0] if row['drop'] >= 0 else arrows[1]} {arrows[3]} {row['drop_sd']:.2f}"
     if np.isnan(row["drop"]):
         return f"({row['value']:.2f}, no unmasked run)"
-    down, up, mark = arrows
+    down, up, mark, _ = arrows
     includes_zero = row["drop_ci_low"] <= 0 <= row["drop_ci_high"]  # False when there is no interval (NaN)
     cell = f"{abs(row['drop']):.2f} {down if row['drop'] >= 0 else up}{mark if includes_zero else ''}"
     if interval and not np.isnan(row["drop_ci_low"]):
@@ -169,7 +193,7 @@ def _cell(row: pd.Series, arrows: tuple[str, str, str], interval: bool) -> str:
     return cell
 
 
-def _wide(table: pd.DataFrame, model: str, arrows: tuple[str, str, str], interval: bool = False) -> pd.DataFrame:
+def _wide(table: pd.DataFrame, model: str, arrows: tuple[str, str, str, str], interval: bool = False) -> pd.DataFrame:
     """One model's rows as masks x tasks: the ``none`` row holds values, mask rows hold drops."""
     rows = table[table["model"] == model].copy()
     rows["column"] = rows["task"] + " (" + rows["metric"] + ")"
@@ -193,7 +217,7 @@ def to_markdown(table: pd.DataFrame, links_from: Path | None = None) -> str:
 
     parts = []
     for model in dict.fromkeys(table["model"]):
-        wide = _wide(table, model, ("↓", "↑", MARK_INCLUDES_ZERO))
+        wide = _wide(table, model, ("↓", "↑", MARK_INCLUDES_ZERO, "±"))
         parts.append(f"## {model}\n\nValues in accuracy points; mask rows give the drop from the unmasked run, over the "
                      "documents both answered.\n\n")
         parts.append(wide.to_markdown(tablefmt="github") + "\n")
@@ -201,7 +225,9 @@ def to_markdown(table: pd.DataFrame, links_from: Path | None = None) -> str:
         if (rows["drop_ci_low"] <= 0).mul(rows["drop_ci_high"] >= 0).any():
             parts.append(f"\n{MARK_INCLUDES_ZERO} the 95% paired bootstrap interval of the drop includes 0 "
                          "(leaderboard.csv has every interval and McNemar p-value).\n")
-        masks = rows[rows["mask"] != NO_MASK]
+        if rows["n_seeds"].notna().any():
+            parts.append("\n`<mask> mean` rows: the mean drop over the mask's seeds ± its standard deviation over them.\n")
+        masks = rows[(rows["mask"] != NO_MASK) & rows["n_seeds"].isna()]
         if len(masks):
             listing = masks.groupby("mask", sort=False).agg(
                 mode=("mask_mode", "first"), n_masked=("n_masked", "first"), heads=("heads", "first"),
@@ -222,7 +248,7 @@ def to_latex(table: pd.DataFrame) -> str:
     """LaTeX: one ``table`` environment per model, masks x tasks, as in the paper's Tables 2 and 3."""
     parts = []
     for model in dict.fromkeys(table["model"]):
-        wide = _wide(table, model, (r"$\downarrow$", r"$\uparrow$", r"\dag{}"), interval=True)
+        wide = _wide(table, model, (r"$\downarrow$", r"$\uparrow$", r"\dag{}", r"$\pm$"), interval=True)
         styler = wide.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
         caption = (f"Accuracy of {model} with no mask and its drop (points) under each mask, over the documents both runs "
                    "answered, with its 95% paired bootstrap interval; a dagger marks an interval that includes 0.")
