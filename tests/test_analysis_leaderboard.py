@@ -214,3 +214,25 @@ def test_drops_over_different_documents_without_samples_are_refused(tmp_path: Pa
         f"{second} answered 50 documents of pope and the unmasked {first} 210: a drop over different documents is no drop; "
         "rerun both with --log_samples (the drop is then taken over the documents both answered) or with the same --limit"
     )
+
+
+def test_compare_two_masks_pairs_their_documents(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from visheads_eval.analysis.leaderboard import compare_masks
+    from visheads_eval.cli import main
+
+    write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.9}}, samples={"pope": _pope_samples([1] * 9 + [0])})
+    write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.3}}, mask="early_top20", heads=["L1H2"],
+                  samples={"pope": _pope_samples([0, 0, 0, 0, 0, 1, 1, 1, 0, 0])})
+    write_results(tmp_path, "20250103_000000", M7, {"pope": {"pope_accuracy": 0.8}}, mask="early_others20", heads=["L2H2"],
+                  samples={"pope": _pope_samples([1, 1, 1, 1, 0, 1, 1, 1, 1, 0])})
+    (row,) = compare_masks(find_runs([tmp_path]), "early_top20", "early_others20").itertuples()
+    assert (row.n_docs, row.difference) == (10, pytest.approx(50.0))  # drop 60 vs drop 10 points
+    # discordant docs: correct under early_others20 only 0, 1, 2, 3, 8; under early_top20 only none
+    assert row.p_mcnemar == pytest.approx(2 / 2**5) and row.ci_low > 0
+    with pytest.raises(SystemExit):
+        main(["leaderboard", str(tmp_path), "--out", str(tmp_path / "reports"), "--compare", "early_top20", "early_others20"])
+    printed = capsys.readouterr().out
+    assert "early_top20 drops more than early_others20: +50.00 points [" in printed
+    assert (tmp_path / "reports" / "compare.csv").is_file()
+    with pytest.raises(VisheadsError, match="no results of mask 'early_top2' \\(did you mean 'early_top20'\\?\\)"):
+        compare_masks(find_runs([tmp_path]), "early_top2", "early_others20")

@@ -28,7 +28,7 @@ import pandas as pd
 
 from visheads_eval.analysis.paired import BOOTSTRAP_SEED, PairedDrop, paired_drop
 from visheads_eval.analysis.results import NO_MASK, Run, correct_docs, metric_points, primary_metric, task_metrics
-from visheads_eval.errors import VisheadsError
+from visheads_eval.errors import VisheadsError, did_you_mean
 
 COLUMNS = ("model", "mask", "task", "metric", "value", "drop", "n_docs", "drop_ci_low", "drop_ci_high", "p_mcnemar",
            "bootstrap_seed", "drop_sd", "n_seeds", "mask_mode", "n_masked", "heads", "mask_seed", "ranking", "results_file")
@@ -50,24 +50,8 @@ def leaderboard(
 ) -> pd.DataFrame:
     """The leaderboard of ``runs`` (oldest first, as :func:`~visheads_eval.analysis.results.find_runs`
     returns them), restricted to ``tasks`` when given; columns :data:`COLUMNS`."""
-    runs = list(runs)
     wanted = None if tasks is None else list(tasks)
-    by_seed: dict[tuple[str, str, int | None, str], Run] = {}
-    for run in runs:
-        for task in run.results:
-            if wanted is None or task in wanted:
-                by_seed[(run.model, run.mask, run.mask_seed, task)] = run  # newer runs replace older ones
-    if not by_seed:
-        available = sorted({task for run in runs for task in run.results})
-        raise VisheadsError(f"no results for the tasks {', '.join(wanted or [])}; the results files have {', '.join(available)}")
-    seeds: dict[tuple[str, str], set] = {}
-    for model, mask, seed, _ in by_seed:
-        seeds.setdefault((model, mask), set()).add(seed)
-    chosen = {
-        (model, mask if len(seeds[(model, mask)]) == 1 else f"{mask} seed={seed}", task): run
-        for (model, mask, seed, task), run in by_seed.items()
-    }
-    _check_masks_agree(chosen)
+    chosen = _choose(runs, wanted)
     metric_of = {task: primary_metric(task, task_metrics(run, task), metrics) for (_, _, task), run in chosen.items()}
     rows = []
     for (model, mask, task), run in chosen.items():
@@ -122,6 +106,63 @@ def unmasked_values(
         return {}
     table = leaderboard(unmasked, metrics, percent_metrics, tasks=[t for t in tasks if any(t in run.results for run in unmasked)])
     return {(row.model, row.task): row.value for row in table.itertuples()}
+
+
+def _choose(runs: Iterable[Run], wanted: list[str] | None) -> dict[tuple[str, str, str], Run]:
+    """(model, mask label, task) -> the newest run; the label is ``<mask> seed=<seed>`` for a mask run with several seeds."""
+    runs = list(runs)
+    by_seed: dict[tuple[str, str, int | None, str], Run] = {}
+    for run in runs:
+        for task in run.results:
+            if wanted is None or task in wanted:
+                by_seed[(run.model, run.mask, run.mask_seed, task)] = run  # newer runs replace older ones
+    if not by_seed:
+        available = sorted({task for run in runs for task in run.results})
+        raise VisheadsError(f"no results for the tasks {', '.join(wanted or [])}; the results files have {', '.join(available)}")
+    seeds: dict[tuple[str, str], set] = {}
+    for model, mask, seed, _ in by_seed:
+        seeds.setdefault((model, mask), set()).add(seed)
+    chosen = {
+        (model, mask if len(seeds[(model, mask)]) == 1 else f"{mask}{SEED_LABEL}{seed}", task): run
+        for (model, mask, seed, task), run in by_seed.items()
+    }
+    _check_masks_agree(chosen)
+    return chosen
+
+
+COMPARE_COLUMNS = ("model", "task", "metric", "mask_a", "mask_b", "n_docs", "difference", "ci_low", "ci_high", "p_mcnemar", "bootstrap_seed")
+
+
+def compare_masks(
+    runs: Iterable[Run], mask_a: str, mask_b: str, metrics: Mapping[str, str] | None = None, tasks: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """How much more ``mask_a`` drops than ``mask_b`` (labels as in the leaderboard, e.g. ``early_random20
+    seed=1``), per model and task: ``drop(a) - drop(b)`` in points over the documents both runs answered, with
+    its 95% paired bootstrap interval and the exact McNemar p-value of the two masked runs; columns
+    :data:`COMPARE_COLUMNS`. Both runs need samples logs (``--log_samples``)."""
+    chosen = _choose(runs, None if tasks is None else list(tasks))
+    labels = {mask for _, mask, _ in chosen}
+    for mask in (mask_a, mask_b):
+        if mask not in labels:
+            raise VisheadsError(f"no results of mask '{mask}'{did_you_mean(mask, labels)}; the results have {', '.join(sorted(labels, key=mask_order))}")
+    rows = []
+    for (model, mask, task), run_a in chosen.items():
+        run_b = chosen.get((model, mask_b, task))
+        if mask != mask_a or run_b is None:
+            continue
+        metric = primary_metric(task, task_metrics(run_a, task), metrics)
+        for run in (run_a, run_b):
+            if not run.samples_path(task).is_file():
+                raise VisheadsError(f"{run.path} has no samples log of {task}: a paired comparison needs both runs made with --log_samples")
+        pair = paired_drop(correct_docs(run_b, task, metric), correct_docs(run_a, task, metric))
+        if pair is None:
+            raise VisheadsError(f"{run_a.path} and {run_b.path} share no document of {task}; evaluate both on the same documents")
+        rows.append({"model": model, "task": task, "metric": metric, "mask_a": mask_a, "mask_b": mask_b, "n_docs": pair.n_docs,
+                     "difference": round(pair.drop, 4), "ci_low": round(pair.ci_low, 4), "ci_high": round(pair.ci_high, 4),
+                     "p_mcnemar": pair.p_mcnemar, "bootstrap_seed": BOOTSTRAP_SEED})
+    if not rows:
+        raise VisheadsError(f"no model has runs of both '{mask_a}' and '{mask_b}' on one task")
+    return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
 
 
 def _seed_means(table: pd.DataFrame) -> pd.DataFrame:
