@@ -16,8 +16,11 @@ import pandas as pd
 from visheads_eval import __version__
 from visheads_eval.analysis.output import write_text_atomic
 from visheads_eval.analysis.scores import HeadMaps
+from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import Head, stage_of
 from visheads_eval.ranking import COLUMNS, default_ranking_path, write_ranking
+from visheads_eval.records.format import RUN_FILE, read_run
+from visheads_eval.weights import weights_difference
 
 
 def ranking_table(maps: HeadMaps) -> pd.DataFrame:
@@ -44,10 +47,27 @@ def ranking_table(maps: HeadMaps) -> pd.DataFrame:
     return table.sort_values("rank").loc[:, list(COLUMNS)].reset_index(drop=True)
 
 
+def recorded_weights(sources: tuple[str, ...]) -> dict | None:
+    """The weights (``run.json``'s ``weights``) the record folders among ``sources`` were recorded on; an
+    error when they differ, since one ranking cannot describe two sets of weights."""
+    found: dict[str, dict] = {}
+    for source in sources:
+        if (Path(source) / RUN_FILE).is_file():
+            weights = read_run(Path(source)).get("weights")
+            if weights is not None:
+                found.setdefault(json.dumps(weights, sort_keys=True), {"weights": weights, "folder": source})
+    if len(found) > 1:
+        first, second = list(found.values())[:2]
+        raise VisheadsError(f"{first['folder']} and {second['folder']} were recorded on different weights "
+                            f"({weights_difference(first['weights'], second['weights'])}); rank them separately")
+    return next(iter(found.values()))["weights"] if found else None
+
+
 def provenance(maps: HeadMaps, correct_only: bool = False) -> dict:
     """What a ranking was computed from, for the JSON file beside it."""
     return {
         "model": maps.model,
+        "weights": recorded_weights(maps.sources),
         "tasks": maps.task.split("+"),
         "n_samples": maps.n_samples,
         "n_without_image": maps.n_without_image,

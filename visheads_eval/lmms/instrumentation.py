@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import PretrainedConfig
 
 import visheads_eval
 from visheads_eval.capture import HeadRecorder
@@ -28,6 +27,7 @@ from visheads_eval.capture.recorder import POSITIONS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.geometry import region_token_mask
 from visheads_eval.heads import HeadShape
+from visheads_eval.lmms.model_args import CheckedArgs
 from visheads_eval.masking.ablation import HeadMask
 from visheads_eval.masking.schema import MODES
 from visheads_eval.masking.means import HeadMeans, load_means, save_means
@@ -52,9 +52,11 @@ def _has_region(context: DocContext) -> bool:
 class Instrumentation:
     """The masks, recorder, records and means of one ``llava_visheads`` run."""
 
-    def __init__(self, own: dict[str, Any], *, pretrained: str, config: PretrainedConfig) -> None:
-        self.shape = HeadShape.from_config(config)
+    def __init__(self, checked: CheckedArgs) -> None:
+        own, pretrained = checked.own, checked.name
+        self.shape = HeadShape.from_config(checked.config)
         self.pretrained = pretrained
+        self.weights = checked.weights
         self.position = str(own.get("position", "answer"))
         if self.position not in POSITIONS:
             raise VisheadsError(f"position={self.position} is not one of {', '.join(POSITIONS)}")
@@ -74,13 +76,14 @@ class Instrumentation:
                     raise VisheadsError(f"mask_seed applies to random and others specs; mask '{spec.name}' draws nothing at random")
                 spec = dataclasses.replace(spec, select=dataclasses.replace(spec.select, seed=int(own["mask_seed"])))
             ranking = Path(own["ranking"]).expanduser() if own.get("ranking") else None
-            self.mask = resolve_spec(spec, self.shape, model=pretrained, ranking=ranking)
+            self.mask = resolve_spec(spec, self.shape, model=pretrained, ranking=ranking, weights=self.weights)
             if self.mask.mode == "mean":
                 self._means = load_means(self.mask.means_path, self.shape)
         elif mask_mode is not None or own.get("mask_seed") is not None:
             raise VisheadsError("mask_mode and mask_seed modify a mask: give mask= as well")
         self.run = {
             "model": pretrained,
+            "weights": self.weights,
             "n_layers": self.shape.n_layers,
             "n_heads": self.shape.n_heads,
             "position": self.position,
@@ -124,6 +127,7 @@ class Instrumentation:
             "mask": self.mask.to_json() if self.mask is not None else None,
             "record": {"dir": str(self.record_dir), "position": self.position} if self.record_dir else None,
             "head_means": str(self.means_path) if self.means_path else None,
+            "weights": self.weights,
         }
 
     def generate(self, generate: Any, contexts: list[DocContext | None], args: tuple, kwargs: dict) -> Any:

@@ -99,7 +99,7 @@ class VisheadsAdapter:
 
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
         checked = check_model_args({"pretrained": pretrained, **kwargs}, simple=self.is_simple)
-        instrumentation = Instrumentation(checked.own, pretrained=checked.name, config=checked.config)
+        instrumentation = Instrumentation(checked)
         self._current_doc: DocContext | None = None
         self._failure: GenerationFailed | None = None
         with _llava_family_known_to_llava_hf():
@@ -124,7 +124,7 @@ class VisheadsAdapter:
         if key not in _shared:
             _shared[key] = cls(**args)
         else:
-            _shared[key]._instrument(Instrumentation(checked.own, pretrained=checked.name, config=checked.config), checked)
+            _shared[key]._instrument(Instrumentation(checked), checked)
         return _shared[key]
 
     def clean(self) -> None:

@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from visheads_eval.errors import VisheadsError, did_you_mean
+from visheads_eval.weights import weights_identity
 
 DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
 EMBEDDED_MODEL = "visheads-tiny"  # the organism that ships with the package (visheads_eval.organism)
@@ -130,6 +131,7 @@ class CheckedArgs:
     config: PretrainedConfig
     own: dict[str, Any]
     parent: dict[str, Any]
+    weights: dict[str, str | None]  # what loads: checkpoint, revision, commit, digest, dtype (visheads_eval.weights)
 
 
 def check_model_args(model_args: dict[str, Any], simple: bool = False) -> CheckedArgs:
@@ -150,4 +152,5 @@ def check_model_args(model_args: dict[str, Any], simple: bool = False) -> Checke
         # with several processes on GPUs it picks cuda:<rank> itself.
         kwargs["device_map"] = str(kwargs["device"])
     name = given if given == EMBEDDED_MODEL else pretrained
-    return CheckedArgs(pretrained=pretrained, name=name, config=config, own=own, parent=kwargs)
+    weights = weights_identity(pretrained, str(kwargs.get("revision", "main")), kwargs.get("dtype", "auto"))
+    return CheckedArgs(pretrained=pretrained, name=name, config=config, own=own, parent=kwargs, weights=weights)

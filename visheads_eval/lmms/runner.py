@@ -72,7 +72,7 @@ def _run_evaluation(argv: list[str]) -> int:
 
         check_batch_size(args.batch_size, simple=args.force_simple)
         checked = check_model_args(simple_parse_args_string(args.model_args), simple=args.force_simple)
-        Instrumentation(checked.own, pretrained=checked.name, config=checked.config)  # masks, record folder
+        Instrumentation(checked)  # masks, record folder
     return _evaluate(args)
 
 

@@ -70,22 +70,26 @@ def existing_results(output_path: Path, model_args: str) -> Path | None:
     return None
 
 
-_last_start_second: int | None = None
+_last_end_second: int | None = None
 
 
 def evaluate(model_args: str, output_path: Path, lmms_args: Sequence[str]) -> int:
     """One ``lmms_eval --model llava_visheads`` evaluation in this process; its exit status.
 
-    lmms-eval names its output files by the second the evaluation started, so two evaluations started
-    within one second would write the same files: this waits, when needed, for the next second.
+    lmms-eval names its output files by the second at which an evaluation took its timestamp, some time
+    after it started, so two evaluations in one second would write the same files. The previous
+    evaluation's timestamp is no later than the second it ended in: starting the next one in a later
+    second gives it a later timestamp.
     """
-    global _last_start_second
+    global _last_end_second
     from visheads_eval.lmms import runner
 
-    while int(time.time()) == _last_start_second:
+    while _last_end_second is not None and int(time.time()) <= _last_end_second:
         time.sleep(1 - time.time() % 1 + 0.01)
-    _last_start_second = int(time.time())
-    return runner.run(["--model", "llava_visheads", "--model_args", model_args, "--output_path", str(output_path), *lmms_args])
+    try:
+        return runner.run(["--model", "llava_visheads", "--model_args", model_args, "--output_path", str(output_path), *lmms_args])
+    finally:
+        _last_end_second = int(time.time())
 
 
 def run_sweep(

@@ -10,6 +10,7 @@ returns a :class:`ResolvedMask`: the heads that get masked, and what to record a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from visheads_eval.masking.schema import DEFAULT_MODE, MaskSpec, load_spec_file,
 from visheads_eval.masking.select import select_heads
 from visheads_eval.ranking import default_ranking_path, read_ranking
 from visheads_eval.resources import head_masks_dir
+from visheads_eval.weights import weights_difference
 
 INLINE = "inline"
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -148,15 +150,18 @@ def resolve_mask(
     return resolve_spec(load_mask(mask_arg, mask_dir), shape, model=model, ranking=ranking)
 
 
-def resolve_spec(spec: MaskSpec, shape: HeadShape, model: str | None = None, ranking: Path | str | None = None) -> ResolvedMask:
-    """Resolve a loaded ``spec`` for a model of ``shape``; see :func:`resolve_mask`."""
+def resolve_spec(
+    spec: MaskSpec, shape: HeadShape, model: str | None = None, ranking: Path | str | None = None, weights: dict | None = None
+) -> ResolvedMask:
+    """Resolve a loaded ``spec`` for a model of ``shape``; see :func:`resolve_mask`. With ``weights`` (what the
+    run loads, :func:`visheads_eval.weights.weights_identity`), a ranking made on other weights is refused."""
     try:
-        return _resolve(spec, shape, model, ranking)
+        return _resolve(spec, shape, model, ranking, weights)
     except VisheadsError as error:
         raise VisheadsError(f"mask '{spec.name}' ({spec.source}): {error}") from error
 
 
-def _resolve(spec: MaskSpec, shape: HeadShape, model: str | None, ranking: Path | str | None) -> ResolvedMask:
+def _resolve(spec: MaskSpec, shape: HeadShape, model: str | None, ranking: Path | str | None, weights: dict | None) -> ResolvedMask:
     ranking_path = ranking_sha256 = None
     if spec.heads is not None:
         for head in spec.heads:
@@ -167,12 +172,28 @@ def _resolve(spec: MaskSpec, shape: HeadShape, model: str | None, ranking: Path 
         if spec.select.order in ("top", "others"):
             ranking_path = _ranking_path(spec, model, ranking)
             table = read_ranking(ranking_path, shape)
+            _check_ranked_weights(ranking_path, weights)
             ranking_sha256 = hashlib.sha256(ranking_path.read_bytes()).hexdigest()
         heads = select_heads(spec.select, shape, table)
     means_path = _means_path(spec, model, ranking) if spec.mode == "mean" else None
     return ResolvedMask(name=spec.name, mode=spec.mode, heads=tuple(sorted(heads)), seed=spec.seed,
                         spec=spec.to_dict(), source=spec.source, ranking_path=ranking_path,
                         ranking_sha256=ranking_sha256, means_path=means_path)
+
+
+def _check_ranked_weights(ranking_path: Path, weights: dict | None) -> None:
+    """Refuse a ranking whose provenance (the JSON beside it) names other weights than the run loads."""
+    provenance = ranking_path.with_suffix(".json")
+    if weights is None or not provenance.is_file():
+        return
+    ranked = json.loads(provenance.read_text()).get("weights") or {}
+    if ranked.get("digest") is None or weights.get("digest") is None:
+        return  # one side's weights are not known (a hub model not yet downloaded when it was recorded)
+    if (ranked.get("digest"), ranked.get("commit")) != (weights.get("digest"), weights.get("commit")):
+        raise VisheadsError(
+            f"ranking {ranking_path} was made on other weights ({weights_difference(ranked, weights)}); "
+            "rank the records of the weights this run loads with `visheads rank`, or pass ranking=FILE"
+        )
 
 
 def _ranking_path(spec: MaskSpec, model: str | None, ranking: Path | str | None) -> Path:

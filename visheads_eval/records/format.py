@@ -40,7 +40,7 @@ OPTIONAL_STATISTICS = ("region_attn",)  # null for a sample without a region
 REQUIRED_STATISTICS = tuple(name for name in STATISTICS if name not in OPTIONAL_STATISTICS)
 
 # The fields of run.json that make two runs the same run (a resumed run must match all of them).
-IDENTITY_FIELDS = ("model", "n_layers", "n_heads", "position", "mask")
+IDENTITY_FIELDS = ("model", "weights", "n_layers", "n_heads", "position", "mask")
 REQUIRED_RUN_FIELDS = ("model", "position")
 
 _SHARD_NAME = re.compile(r"^rank(\d+)-(\d+)\.parquet$")
