@@ -150,11 +150,12 @@ class Instrumentation:
 
     def _region(self, contexts: list[DocContext | None], input_ids: torch.Tensor) -> torch.Tensor | None:
         """``(batch, prompt_len)``: the image tokens inside each row's box (none for a row without one)."""
+        boxed = [(row, context) for row, context in enumerate(contexts) if context is not None and _has_region(context)]
+        if not boxed:
+            return None
         region = torch.zeros_like(input_ids, dtype=torch.bool)
         image_token = self._model.config.image_token_id
-        for row, context in enumerate(contexts):
-            if context is None or not _has_region(context):
-                continue
+        for row, context in boxed:
             positions = (input_ids[row] == image_token).nonzero().squeeze(-1)
             in_region = region_token_mask(list(map(float, context.doc["bbox"])), context.images[0].size, self._processor, self._model.config)
             if len(in_region) != len(positions):
@@ -163,7 +164,7 @@ class Instrumentation:
                     f"(task {context.key.task}, doc {context.key.doc_id}); please report this processor setup"
                 )
             region[row, positions[torch.from_numpy(in_region).to(positions.device)]] = True
-        return region if any(context is not None and _has_region(context) for context in contexts) else None
+        return region
 
     def _complete(self, recorder: HeadRecorder, output: torch.Tensor, kwargs: dict, region: torch.Tensor | None) -> HeadRecorder:
         """For ``position=answer`` when generation stopped after one token: one forward over the prompt
