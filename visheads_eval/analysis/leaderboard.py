@@ -11,7 +11,9 @@ results file's ``visheads`` block).
 
 When a model has several runs of one mask (and seed) on one task, the newest (by lmms-eval's date in
 the file name) is used. Runs of one mask with different seeds (random heads drawn again) are separate
-rows, labelled ``<mask> seed=<seed>``. The runs chosen for one mask and seed of one model must agree on
+rows, labelled ``<mask> seed=<seed>``, beside a ``<mask> mean`` row: their mean drop, its standard
+deviation over the seeds and how many. :func:`compare_masks` says whether one mask's drop exceeds
+another's, paired over the documents both answered. The runs chosen for one mask and seed of one model must agree on
 the heads removed: a mask that removed different heads in different runs (e.g. after re-ranking) is an
 error, not a silent mix.
 """
