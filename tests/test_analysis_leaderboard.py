@@ -236,3 +236,15 @@ def test_compare_two_masks_pairs_their_documents(tmp_path: Path, capsys: pytest.
     assert (tmp_path / "reports" / "compare.csv").is_file()
     with pytest.raises(VisheadsError, match="no results of mask 'early_top2' \\(did you mean 'early_top20'\\?\\)"):
         compare_masks(find_runs([tmp_path]), "early_top2", "early_others20")
+
+
+def test_one_model_under_two_spellings_is_one_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "models" / "llava-small"
+    model.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path / "out", "20250101_000000", str(model), {"pope": {"pope_accuracy": 0.85}})  # llava_visheads: absolute
+    write_results(tmp_path / "out", "20250102_000000", "models/llava-small/", {"pope": {"pope_accuracy": 0.80}},
+                  mask="early_top20", block=False)  # lmms-eval's own command: as typed
+    table = leaderboard(find_runs([tmp_path / "out"]))
+    assert set(table["model"]) == {str(model)}
+    assert table.set_index("mask").loc["early_top20", "drop"] == pytest.approx(5.0)

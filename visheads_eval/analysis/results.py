@@ -83,7 +83,7 @@ def read_run(path: Path) -> Run:
     if block is not None and not isinstance(block, dict):
         raise VisheadsError(f"{path}: its 'visheads' entry is not the block that lmms_eval writes")
     block = block or {}
-    model = block.get("pretrained") or model_args.get("pretrained") or config.get("model")
+    model = _same_spelling(block.get("pretrained") or model_args.get("pretrained") or config.get("model"))
     if not model:
         raise VisheadsError(f"cannot tell which model {path} evaluated: neither its visheads block nor config.model_args names pretrained=")
     mask = block.get("mask") if block else None
@@ -109,6 +109,15 @@ def read_run(path: Path) -> Run:
         results=results,
         n_samples={task: int(n["effective"]) for task, n in (data.get("n-samples") or {}).items() if isinstance(n, dict) and "effective" in n},
     )
+
+
+def _same_spelling(model: str | None) -> str | None:
+    """One model under one name: a local folder, given relative or with a trailing slash (as lmms-eval's own
+    command records it), is named by its absolute path, as ``llava_visheads`` names it; hub ids stay as they are."""
+    if not model:
+        return model
+    path = Path(str(model)).expanduser()
+    return str(path.resolve()) if path.is_dir() else str(model)
 
 
 def _parse_model_args(model_args: str | dict | None, path: Path) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import functools
 import json
 import math
 import os
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -37,7 +36,7 @@ from visheads_eval.lmms.instrumentation import DocContext, Instrumentation
 from visheads_eval.lmms.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs, check_model_args
 from visheads_eval.records import RecordKey
 
-_latest_adapter: weakref.ref[VisheadsAdapter] | None = None
+_run_blocks: dict[str, dict[str, Any]] = {}  # model_args as lmms-eval got them -> that run's visheads block
 _shared: dict[tuple, VisheadsAdapter] | None = None  # loaded models by (class, weights, loading args), while shared
 
 
@@ -59,9 +58,14 @@ def sharing_loaded_models() -> Iterator[None]:
         _shared = None
 
 
-def latest_adapter() -> VisheadsAdapter | None:
-    """The most recently built ``llava_visheads`` model, if alive (the ``lmms_eval`` command reads it)."""
-    return _latest_adapter() if _latest_adapter is not None else None
+def run_block(model_args: str | dict) -> dict[str, Any] | None:
+    """What the run built from ``model_args`` did to the model (the results file's ``visheads`` block), kept
+    per run so that it outlives the model and stays with its own run when several share a process."""
+    return _run_blocks.get(_args_key(model_args))
+
+
+def _args_key(model_args: str | dict | None) -> str:
+    return model_args if isinstance(model_args, str) else json.dumps(model_args or {}, sort_keys=True, default=str)
 
 
 class GenerationFailed(RuntimeError):
@@ -117,15 +121,18 @@ class VisheadsAdapter:
         """lmms-eval's constructor from ``--model_args``; inside :func:`sharing_loaded_models` a model already
         loaded with the same weights and loading arguments is reused, instrumented for these model_args."""
         if _shared is None:
-            return super().create_from_arg_string(arg_string, additional_config)
-        args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-        checked = check_model_args(args, simple=cls.is_simple)
-        key = (cls, checked.pretrained, json.dumps({k: str(v) for k, v in checked.parent.items()}, sort_keys=True))
-        if key not in _shared:
-            _shared[key] = cls(**args)
+            adapter = super().create_from_arg_string(arg_string, additional_config)
         else:
-            _shared[key]._instrument(Instrumentation(checked), checked)
-        return _shared[key]
+            args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
+            checked = check_model_args(args, simple=cls.is_simple)
+            key = (cls, checked.pretrained, json.dumps({k: str(v) for k, v in checked.parent.items()}, sort_keys=True))
+            if key not in _shared:
+                _shared[key] = cls(**args)
+            else:
+                _shared[key]._instrument(Instrumentation(checked), checked)
+            adapter = _shared[key]
+        _run_blocks[_args_key(arg_string)] = adapter.describe()
+        return adapter
 
     def clean(self) -> None:
         """lmms-eval frees the model after each evaluation; a model shared by a sweep stays for the next one."""
@@ -135,7 +142,6 @@ class VisheadsAdapter:
 
     def _instrument(self, instrumentation: Instrumentation, checked: CheckedArgs) -> None:
         """Bind a run's masks, recording and means to the loaded model."""
-        global _latest_adapter
         self.instrumentation = instrumentation
         instrumentation.attach(self.model, self._image_processor, rank=self.rank)
         self._run_info = {
@@ -149,7 +155,6 @@ class VisheadsAdapter:
             "args": {key: str(value) for key, value in checked.own.items()},
             **instrumentation.describe(),
         }
-        _latest_adapter = weakref.ref(self)
 
     def describe(self) -> dict[str, Any]:
         """What this run did to the model, for the ``visheads`` block of lmms-eval's results file.

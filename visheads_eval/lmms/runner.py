@@ -182,11 +182,11 @@ def _annotating_results(failures: list[BaseException]) -> Iterator[None]:
     save = EvaluationTracker.save_results_aggregated
 
     def saving(tracker: EvaluationTracker, results: dict, samples: Any, datetime_str: str) -> None:
-        from visheads_eval.lmms.model import latest_adapter
+        from visheads_eval.lmms.model import run_block
 
-        adapter = latest_adapter()
-        if adapter is not None:
-            results["visheads"] = adapter.describe()
+        block = run_block(results.get("config", {}).get("model_args"))
+        if block is not None:
+            results["visheads"] = block
         save(tracker, results, samples, datetime_str)
         if tracker.output_path:
             written = Path(tracker.output_path, tracker.general_config_tracker.model_name_sanitized)
