@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from visheads_eval.analysis.synthetic import write_results
 from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdown, unmasked_values
@@ -196,10 +197,13 @@ def test_drops_are_paired_over_the_documents_both_runs_answered(tmp_path: Path) 
     # McNemar by hand: docs correct unmasked only: 1, 2, 5, 11, 12, 15; masked only: 8, 18 -> two-sided exact binomial
     p_by_hand = min(1.0, 2 * sum(math.comb(8, k) for k in range(0, 3)) / 2**8)
     assert row["p_mcnemar"] == pytest.approx(p_by_hand)
+    assert row["p_mcnemar"] == pytest.approx(binomtest(6, 8, 0.5).pvalue)
+    # a paired percentile bootstrap written here: resample documents, keep each document's pair together
     differences = 100.0 * (np.array(unmasked[:20]) - np.array(masked))
-    standard_error = differences.std(ddof=1) / np.sqrt(20)
+    resampled = np.random.default_rng(12345).choice(differences, size=(20_000, 20)).mean(axis=1)
+    low, high = np.percentile(resampled, [2.5, 97.5])
     assert row["drop_ci_low"] < row["drop"] < row["drop_ci_high"] and row["bootstrap_seed"] == 0
-    assert row["drop_ci_low"] == pytest.approx(20.0 - 1.96 * standard_error, abs=4.0)  # a percentile interval near the normal one
+    assert (row["drop_ci_low"], row["drop_ci_high"]) == (pytest.approx(low, abs=1.5), pytest.approx(high, abs=1.5))
     again = leaderboard(find_runs([tmp_path])).set_index("mask").loc["early_top20"]
     assert (again["drop_ci_low"], again["drop_ci_high"]) == (row["drop_ci_low"], row["drop_ci_high"]), "seeded"
     assert "20.00 ↓†" in to_markdown(leaderboard(find_runs([tmp_path]))), "the interval includes 0 at 20 documents"

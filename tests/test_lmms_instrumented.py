@@ -172,3 +172,25 @@ def test_answer_position_when_generation_stops_after_one_token(tiny_models: dict
     row = int(np.flatnonzero(records.meta["doc_id"].to_numpy() == 0)[0])
     assert records.meta["n_keys"][row] == first.shape[1]
     np.testing.assert_allclose(records.stat("image_attn")[row], expected, atol=1e-5)
+
+
+def test_head_means_count_each_position_once_when_recording_one_token_answers(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
+    """The recorder's fallback forward (prompt + the one answer token) must not add the prompt to the means again."""
+    task_dir = tmp_path / "one_token_task"
+    task_dir.mkdir()
+    (task_dir / "utils.py").write_text((count_task / "utils.py").read_text())
+    yaml = (count_task / f"{TASK_NAME}.yaml").read_text()
+    (task_dir / "one_token.yaml").write_text(yaml.replace(f"task: {TASK_NAME}", "task: visheads_one_token").replace("max_new_tokens: 3", "max_new_tokens: 1"))
+    pretrained = tiny_models["llava_llama"]
+    infos, means = [], []
+    for own in (f"head_means={tmp_path / 'plain.npz'}", f"head_means={tmp_path / 'recorded.npz'},record={tmp_path / 'rec'}"):
+        assert runner.run(["--model", "llava_visheads", "--model_args", f"pretrained={pretrained},{own}", "--tasks", "visheads_one_token",
+                           "--include_path", str(task_dir), "--output_path", str(tmp_path / "out")]) == 0
+    for name in ("plain", "recorded"):
+        with np.load(tmp_path / f"{name}.npz") as data:
+            infos.append(json.loads(str(data["__info__"])))
+            means.append({key: data[key] for key in data.files if key != "__info__"})
+    assert len(load_records(tmp_path / "rec")) == 6, "the recorded run did take the fallback forward"
+    assert infos[1]["positions"] == infos[0]["positions"] > 0
+    for head, mean in means[0].items():
+        np.testing.assert_allclose(means[1][head], mean, atol=1e-6, err_msg=head)

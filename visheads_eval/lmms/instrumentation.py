@@ -133,16 +133,18 @@ class Instrumentation:
     def generate(self, generate: Any, contexts: list[DocContext | None], args: tuple, kwargs: dict) -> Any:
         """Run one ``generate`` call over a batch (one doc context per row, left-padded prompts) with the
         run's masks, and record each row's doc."""
+        # The means accumulate over the model's own generate only: the recorder's fallback forward (prompt and
+        # first token again, when generation stopped after one token) would count the prompt twice.
+        accumulating = self._accumulator if self._accumulator is not None else contextlib.nullcontext()
         with contextlib.ExitStack() as stack:
             if self.mask is not None and self.mask.heads:
                 stack.enter_context(HeadMask(self._model, self.mask.heads, mode=self.mask.mode, means=self._means))
-            if self._accumulator is not None:
-                stack.enter_context(self._accumulator)
             if self._writer is None or all(context is None or context.key in self._writer for context in contexts):
-                return generate(*args, **kwargs)
+                with accumulating:
+                    return generate(*args, **kwargs)
             input_ids = kwargs["input_ids"]
             region = self._region(contexts, input_ids)
-            with HeadRecorder(self._model, position=self.position, region_mask=region) as recorder:
+            with HeadRecorder(self._model, position=self.position, region_mask=region) as recorder, accumulating:
                 output = generate(*args, **kwargs)
             recorder = self._complete(recorder, output, kwargs, region)
             self._write(contexts, recorder, output, input_ids)
