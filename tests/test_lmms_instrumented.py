@@ -145,13 +145,19 @@ def test_bad_instrumentation_args_fail_before_loading(deep_model: Path, count_ta
     assert message in error and len(error.splitlines()) == 1
 
 
-def test_answer_position_when_generation_stops_after_one_token(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
-    """With one new token there is no decoding step; the record comes from prompt + that token."""
+def _one_token_task(count_task: Path, tmp_path: Path) -> Path:
+    """A copy of the count task, ``visheads_one_token``, whose generation stops after one new token."""
     task_dir = tmp_path / "one_token_task"
     task_dir.mkdir()
     (task_dir / "utils.py").write_text((count_task / "utils.py").read_text())
     yaml = (count_task / f"{TASK_NAME}.yaml").read_text()
     (task_dir / "one_token.yaml").write_text(yaml.replace(f"task: {TASK_NAME}", "task: visheads_one_token").replace("max_new_tokens: 3", "max_new_tokens: 1"))
+    return task_dir
+
+
+def test_answer_position_when_generation_stops_after_one_token(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
+    """With one new token there is no decoding step; the record comes from prompt + that token."""
+    task_dir = _one_token_task(count_task, tmp_path)
     pretrained = tiny_models["llava_llama"]
     code = runner.run(["--model", "llava_visheads", "--model_args", f"pretrained={pretrained},record={tmp_path / 'rec'}",
                        "--tasks", "visheads_one_token", "--include_path", str(task_dir), "--output_path", str(tmp_path / "out")])
@@ -176,11 +182,7 @@ def test_answer_position_when_generation_stops_after_one_token(tiny_models: dict
 
 def test_head_means_count_each_position_once_when_recording_one_token_answers(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
     """The recorder's fallback forward (prompt + the one answer token) must not add the prompt to the means again."""
-    task_dir = tmp_path / "one_token_task"
-    task_dir.mkdir()
-    (task_dir / "utils.py").write_text((count_task / "utils.py").read_text())
-    yaml = (count_task / f"{TASK_NAME}.yaml").read_text()
-    (task_dir / "one_token.yaml").write_text(yaml.replace(f"task: {TASK_NAME}", "task: visheads_one_token").replace("max_new_tokens: 3", "max_new_tokens: 1"))
+    task_dir = _one_token_task(count_task, tmp_path)
     pretrained = tiny_models["llava_llama"]
     infos, means = [], []
     for own in (f"head_means={tmp_path / 'plain.npz'}", f"head_means={tmp_path / 'recorded.npz'},record={tmp_path / 'rec'}"):
