@@ -89,12 +89,9 @@ class Demo:
         print(line, flush=True)
 
     def _lmms_args(self) -> list[str]:
-        argv = ["--tasks", ",".join(self.tasks), "--batch_size", str(BATCH_SIZE), "--log_samples", "--verbosity", "WARNING"]
-        if self.limit is not None:
-            argv += ["--limit", str(self.limit)]
-        if self.include_path is not None:
-            argv += ["--include_path", str(self.include_path)]
-        return argv
+        from visheads_eval.lmms.sweep import evaluation_args
+
+        return evaluation_args(",".join(self.tasks), BATCH_SIZE, self.limit, self.include_path)
 
     @contextlib.contextmanager
     def _logged(self, name: str) -> Iterator[Callable[[str], None]]:

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from visheads_eval.lmms.sweep import expand_masks, run_sweep
+    from visheads_eval.lmms.sweep import evaluation_args, expand_masks, run_sweep
 
     points = expand_masks(args.masks, args.mask_dir, args.seeds)
     shared = [f"pretrained={args.pretrained}"]
@@ -42,11 +42,7 @@ def run(args: argparse.Namespace) -> int:
         shared.append(f"mask_dir={args.mask_dir}")
     if args.ranking is not None:
         shared.append(f"ranking={args.ranking}")
-    lmms_args = ["--tasks", args.tasks, "--batch_size", str(args.batch_size), "--log_samples", "--verbosity", "WARNING"]
-    if args.limit is not None:
-        lmms_args += ["--limit", str(args.limit)]
-    if args.include_path is not None:
-        lmms_args += ["--include_path", str(args.include_path)]
+    lmms_args = evaluation_args(args.tasks, args.batch_size, args.limit, args.include_path)
     print(f"visheads sweep: {len(points)} points on {args.pretrained}, tasks {args.tasks}, into {args.output_path}", flush=True)
     run_sweep(points, ",".join(shared), lmms_args, args.output_path, record_dir=args.record_dir,
               say=lambda line: print(line, flush=True))

@@ -73,6 +73,16 @@ def existing_results(output_path: Path, model_args: str) -> Path | None:
 _last_end_second: int | None = None
 
 
+def evaluation_args(tasks: str, batch_size: int, limit: int | None = None, include_path: Path | None = None) -> list[str]:
+    """The ``lmms_eval`` arguments of every point but the model: tasks, batch size, samples logs, quiet logging."""
+    argv = ["--tasks", tasks, "--batch_size", str(batch_size), "--log_samples", "--verbosity", "WARNING"]
+    if limit is not None:
+        argv += ["--limit", str(limit)]
+    if include_path is not None:
+        argv += ["--include_path", str(include_path)]
+    return argv
+
+
 def evaluate(model_args: str, output_path: Path, lmms_args: Sequence[str]) -> int:
     """One ``lmms_eval --model llava_visheads`` evaluation in this process; its exit status.
 
