@@ -36,8 +36,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/visheads demo --out demo_out
 
-# The two demo figures that README shows, copied into docs/demo/ (README quotes demo_out/leaderboard.md).
-DEMO_SHOWN := figures/heatmap_region_attn.png figures/attention_vs_concentration.png
+# The three demo figures that README shows, copied into docs/demo/ (README quotes demo_out/leaderboard.md).
+DEMO_SHOWN := figures/heatmap_region_attn.png figures/attention_vs_concentration.png lens/logit_lens.png
 demo-docs: demo
 	mkdir -p docs/demo
 	cp $(addprefix demo_out/,$(DEMO_SHOWN)) docs/demo/

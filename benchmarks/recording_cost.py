@@ -1,12 +1,15 @@
-"""What recording attention costs: a plain SDPA forward vs. HeadRecorder vs. eager output_attentions.
+"""What recording attention costs: a plain SDPA forward vs. HeadRecorder (without and with the logit
+lens) vs. eager output_attentions.
 
-A random LLaVA whose language model is 1024 wide, 8 layers, 16 heads (the vision tower is kept tiny so
-the language model dominates), fed one image of N image tokens plus a short question, as a steady
+A random LLaVA whose language model is 1024 wide, 8 layers, 16 heads, with LLaVA-1.5's vocabulary of
+32,064 tokens (the vision tower is kept tiny so the language model dominates), fed one image of N image
+tokens plus a short question, as a steady
 stream of samples (each its own forward, and for the recorder its own ``HeadRecorder``, as
 ``llava_visheads`` records one document after another):
 
 - time: one process per N runs the three variants interleaved, one warm-up round, then the median over
-  ``--samples`` rounds, so that the ratios come from one run on the same machine state;
+  ``--samples`` rounds, so that the ratios come from one run on the same machine state; every forward
+  computes the logits of the last position only, as ``generate``'s prefill does;
 - memory: one process per variant and N runs ``--samples`` consecutive samples; the figure is the
   process's peak resident set over all of them (a high-water mark, so anything a sample leaves behind
   for the next one, such as tensors held by a reference cycle, shows up), with Python's garbage
@@ -26,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ("sdpa", "recorder", "eager")
+VARIANTS = ("sdpa", "recorder", "lens", "eager")
 PATCH = 14
-VOCAB = 1000
-IMAGE_TOKEN = 999
+VOCAB = 32064
+IMAGE_TOKEN = 32000
 
 
 def _rss_kib(field: str) -> int:
@@ -68,20 +71,22 @@ def _forward(variant: str, model, inputs) -> None:
 
     with torch.inference_mode():
         if variant == "eager":
-            assert len(model(**inputs, output_attentions=True).attentions) == 8
-        elif variant == "recorder":
-            with HeadRecorder(model) as recorder:
-                model(**inputs)
+            assert len(model(**inputs, logits_to_keep=1, output_attentions=True).attentions) == 8
+        elif variant in ("recorder", "lens"):
+            with HeadRecorder(model, logit_lens=variant == "lens") as recorder:
+                model(**inputs, logits_to_keep=1)
             assert recorder.stats["image_attn"].shape == (1, 8, 16)
+            if variant == "lens":
+                assert recorder.lens["answer_rank"].shape == (1, 9)
         else:
-            model(**inputs)
+            model(**inputs, logits_to_keep=1)
 
 
 def measure_time(side: int, samples: int) -> dict:
     """Child process: the three variants interleaved over the stream, one warm-up round, median of ``samples`` rounds."""
     sdpa_model, stream = _model(side, "sdpa", samples + 1)
     eager_model, _ = _model(side, "eager", 0)
-    models = {"sdpa": sdpa_model, "recorder": sdpa_model, "eager": eager_model}
+    models = {"sdpa": sdpa_model, "recorder": sdpa_model, "lens": sdpa_model, "eager": eager_model}
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for round_, inputs in enumerate(stream):
         for variant in VARIANTS:
@@ -133,13 +138,15 @@ def main() -> None:
                   f"(model and inputs alone {memory['baseline_mib']:.0f} MiB)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n| image tokens | SDPA forward | + HeadRecorder | eager + output_attentions | recorder / SDPA (time, peak) | eager / recorder (time, peak) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("\n| image tokens | SDPA forward | + HeadRecorder | + logit lens | eager + output_attentions "
+          "| recorder / SDPA (time, peak) | lens / recorder (time, peak) | eager / recorder (time, peak) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for tokens in args.tokens:
         by = {r["variant"]: r for r in rows if r["image_tokens"] == tokens}
-        s, r, e = by["sdpa"], by["recorder"], by["eager"]
-        print(f"| {tokens} | {s['seconds']:.2f} s, {s['peak_mib']:.0f} MiB | {r['seconds']:.2f} s, {r['peak_mib']:.0f} MiB | "
-              f"{e['seconds']:.2f} s, {e['peak_mib']:.0f} MiB | {r['seconds'] / s['seconds']:.2f}x, {r['peak_mib'] / s['peak_mib']:.2f}x | "
+        s, r, lens, e = by["sdpa"], by["recorder"], by["lens"], by["eager"]
+        cells = [f"{v['seconds']:.2f} s, {v['peak_mib']:.0f} MiB" for v in (s, r, lens, e)]
+        print(f"| {tokens} | {' | '.join(cells)} | {r['seconds'] / s['seconds']:.2f}x, {r['peak_mib'] / s['peak_mib']:.2f}x | "
+              f"{lens['seconds'] / r['seconds']:.2f}x, {lens['peak_mib'] / r['peak_mib']:.2f}x | "
               f"{e['seconds'] / r['seconds']:.1f}x, {e['peak_mib'] / r['peak_mib']:.1f}x |")
 
 

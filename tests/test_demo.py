@@ -34,11 +34,13 @@ def test_demo_writes_the_reports_then_reuses_them(deep_model: Path, tmp_path: Pa
     for row in board[board["mask"] != "none"].itertuples():
         assert row.drop == pytest.approx(none[row.task] - row.value)
         assert len(row.heads.split()) == 5  # 10% of 48 heads
-    for name in ("leaderboard.md", "leaderboard.tex", "ranking.csv", "figures/heatmap_image_attn.png", "figures/attention_vs_concentration.png"):
+    assert "Logit lens (" in first and "from which the answer stays top-1" in first and "  pointqa_plain_object: " in first and "  pointqa_visual_general: " in first
+    for name in ("leaderboard.md", "leaderboard.tex", "ranking.csv", "figures/heatmap_image_attn.png", "figures/attention_vs_concentration.png",
+                 "lens/logit_lens.png", "lens/logit_lens_settle.csv"):
         assert (out / name).stat().st_size > 0, name
     results_before = sorted(out.rglob("*_results.json"))
 
     assert demo.Demo(out, str(deep_model), tasks, "10%", limit=3, include_path=task_folder).run() == 0
     second = capsys.readouterr().out
-    assert second.count(": reused") == 4  # the recording, the ranking and both masks
+    assert second.count(": reused") == 5  # both recordings, the ranking and both masks
     assert sorted(out.rglob("*_results.json")) == results_before

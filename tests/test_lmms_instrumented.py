@@ -42,7 +42,8 @@ def test_recorded_run_writes_records_that_match_a_direct_recording(
     assert sorted(records.meta["doc_id"]) == list(range(6)) and set(records.tasks) == {TASK_NAME}
     assert records.run["position"] == position
     (result,) = _results(tmp_path / "out")
-    assert result["visheads"]["record"] == {"dir": str(tmp_path / "rec"), "position": position}
+    assert result["visheads"]["record"] == {"dir": str(tmp_path / "rec"), "position": position, "logit_lens": False}
+    assert not records.has_lens
 
     # doc 3 again, by hand: the processor, the geometry, the recorder and generate
     doc = json.loads((count_task / "docs.jsonl").read_text().splitlines()[3])
@@ -61,6 +62,38 @@ def test_recorded_run_writes_records_that_match_a_direct_recording(
         np.testing.assert_allclose(records.stat(name)[row], recorder.stats[name][0], atol=1e-6, err_msg=name)
     assert records.meta["n_region_tokens"][row] == int(region.sum()) > 0
     assert list(records.meta["bbox"][row]) == doc["bbox"]
+
+
+def test_logit_lens_recorded_in_batches_matches_hidden_states_of_each_doc(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
+    pretrained = tiny_models["llava_mistral"]
+    model_args = f"pretrained={pretrained},record={tmp_path / 'rec'},logit_lens=true"
+    assert runner.run(["--model", "llava_visheads", "--model_args", model_args, "--tasks", TASK_NAME, "--batch_size", "4",
+                       "--include_path", str(count_task), "--output_path", str(tmp_path / "out")]) == 0
+    records = load_records(tmp_path / "rec")
+    assert records.has_lens and records.run["logit_lens"] is True and len(records) == 6
+    (result,) = _results(tmp_path / "out")
+    assert result["visheads"]["record"]["logit_lens"] is True
+
+    model = AutoModelForImageTextToText.from_pretrained(pretrained).eval()
+    processor = AutoProcessor.from_pretrained(pretrained)
+    n_layers = model.config.text_config.num_hidden_layers
+    for doc_id in (0, 5):  # each alone here; in the run, each in a left-padded batch of four
+        doc = json.loads((count_task / "docs.jsonl").read_text().splitlines()[doc_id])
+        text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True)
+        inputs = processor(images=[Image.open(doc["image_path"]).convert("RGB")], text=text, return_tensors="pt")
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False, output_hidden_states=True,
+                                 output_logits=True, return_dict_in_generate=True, pad_token_id=processor.tokenizer.eos_token_id)
+            hidden = out.hidden_states[1]  # position=answer: the first decoding step
+            readings = [model.lm_head(model.model.language_model.norm(state[0, -1])) for state in hidden[:n_layers]]
+            logps = torch.log_softmax(torch.stack([*readings, out.logits[1][0]]).double(), -1)  # (n_layers + 1, vocab)
+        answer = int(logps[-1].argmax())
+        row = int(np.flatnonzero(records.meta["doc_id"].to_numpy() == doc_id)[0])
+        assert records.meta["lens_answer_token"][row] == answer
+        np.testing.assert_allclose(records.lens("answer_logprob")[row], logps[:, answer].numpy(), atol=1e-4)
+        np.testing.assert_array_equal(records.lens("top1")[row], logps.argmax(-1).numpy())
+        kl = (logps[-1].exp() * (logps[-1] - logps)).sum(-1).numpy()
+        np.testing.assert_allclose(records.lens("kl_to_final")[row], kl, atol=1e-4)
 
 
 def test_a_crashed_or_repeated_run_resumes_without_duplicates(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
@@ -134,6 +167,8 @@ def test_head_means_then_a_mean_mask(deep_model: Path, count_task: Path, tmp_pat
         ({"mask_mode": "uniform"}, "mask_mode and mask_seed modify a mask: give mask= as well"),
         ({"position": "first"}, "position=first is not one of last_prompt, answer"),
         ({"mask": "L9H0"}, "head L9H0 is out of range"),
+        ({"logit_lens": "true"}, "logit_lens=true is recorded with the heads: give record=<dir> as well"),
+        ({"logit_lens": "maybe", "record": "rec"}, "logit_lens=maybe is not true or false"),
     ],
 )
 def test_bad_instrumentation_args_fail_before_loading(deep_model: Path, count_task: Path, own: dict, message: str, capsys) -> None:

@@ -452,3 +452,104 @@ def test_bad_writer_arguments(tmp_path: Path) -> None:
     writer.close()
     with pytest.raises(VisheadsError, match="is closed"):
         _add(writer, RecordKey("t", "test", 0), _stats(np.random.default_rng(0)))
+
+
+# Logit lens -----------------------------------------------------------------------------------------
+
+LENS_RUN = {**RUN, "logit_lens": True}
+
+
+def _lens(rng: np.random.Generator, answer_token: int = 7) -> dict[str, np.ndarray | int]:
+    """A sound lens by its definitions: the last reading is the answer (rank 0, top-1, KL 0)."""
+    rank = rng.integers(0, 50, L + 1).astype(np.int32)
+    top1 = rng.integers(0, 100, L + 1).astype(np.int32)
+    kl = rng.random(L + 1).astype(np.float32)
+    rank[-1], top1[-1], kl[-1] = 0, answer_token, 0.0
+    return {"answer_logprob": -rng.random(L + 1).astype(np.float32) * 5, "answer_rank": rank, "top1": top1,
+            "entropy": rng.random(L + 1).astype(np.float32), "kl_to_final": kl, "answer_token": answer_token}
+
+
+def test_lens_round_trip_is_exact_and_old_folders_have_no_lens(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    written = {}
+    with RecordWriter(tmp_path / "lens", run=LENS_RUN, n_layers=L, n_heads=H, flush_every=2) as writer:
+        for key in _keys(5):
+            written[key] = _lens(rng, answer_token=key.doc_id + 3)
+            writer.add(key, _stats(rng, region=False), n_keys=40, n_image_tokens=10, n_region_tokens=0, answer="3", lens=written[key])
+    records = load_records(tmp_path / "lens")
+    assert records.has_lens and list(records.meta["lens_answer_token"]) == [3, 4, 5, 6, 7]
+    for name in ("answer_logprob", "answer_rank", "top1", "entropy", "kl_to_final"):
+        expected = np.stack([written[key][name] for key in _keys(5)])
+        got = records.lens(name)
+        assert got.shape == (5, L + 1) and got.dtype == expected.dtype
+        np.testing.assert_array_equal(_bits(got), _bits(expected), err_msg=name)
+    np.testing.assert_array_equal(records.filter(tasks="pointqa_visual_general").lens("top1"), records.lens("top1"))
+    from visheads_eval.records.validate import value_problems
+
+    assert value_problems(records) == []
+
+    with RecordWriter(tmp_path / "plain", run=RUN, n_layers=L, n_heads=H) as writer:
+        _add(writer, _keys(1)[0], _stats(rng))
+    plain = load_records(tmp_path / "plain")
+    assert not plain.has_lens and "lens_answer_token" not in plain.meta
+    with pytest.raises(VisheadsError, match="carry no logit lens; record with logit_lens=true"):
+        plain.lens("answer_rank")
+    with pytest.raises(VisheadsError, match="Records.lens\\('entropy'\\)"):
+        records.stat("entropy")
+    with pytest.raises(VisheadsError, match="unknown logit-lens statistic 'rank'"):
+        records.lens("rank")
+
+
+def test_lens_and_no_lens_runs_do_not_mix(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    key = _keys(1)[0]
+    with RecordWriter(tmp_path, run={**RUN, "logit_lens": False}, n_layers=L, n_heads=H) as writer:
+        with pytest.raises(VisheadsError, match="records no logit lens"):
+            writer.add(key, _stats(rng), n_keys=40, n_image_tokens=10, n_region_tokens=2, answer="3", lens=_lens(rng))
+        _add(writer, key, _stats(rng))
+    # run.json from before the lens existed has no logit_lens field: it is a run without the lens
+    run = json.loads((tmp_path / "run.json").read_text())
+    del run["logit_lens"]
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    RecordWriter(tmp_path, run=RUN, n_layers=L, n_heads=H).close()
+    with pytest.raises(VisheadsError, match="logit_lens True vs False"):
+        RecordWriter(tmp_path, run=LENS_RUN, n_layers=L, n_heads=H)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda lens: lens.pop("entropy"), "the logit lens needs exactly"),
+        (lambda lens: lens.update(top1=np.zeros(L, np.int32)), r"lens statistic 'top1' has shape \(3,\); it must be \(4,\)"),
+        (lambda lens: lens.update(answer_rank=np.zeros(L + 1, np.float32)), "'answer_rank' must hold integers"),
+        (lambda lens: lens.update(answer_token=-1), "answer_token must be a non-negative integer"),
+    ],
+)
+def test_bad_lens_is_refused_in_one_line(tmp_path: Path, change, message: str) -> None:
+    rng = np.random.default_rng(6)
+    lens = _lens(rng)
+    change(lens)
+    with RecordWriter(tmp_path, run=LENS_RUN, n_layers=L, n_heads=H) as writer:
+        with pytest.raises(VisheadsError, match=message):
+            writer.add(_keys(1)[0], _stats(rng), n_keys=40, n_image_tokens=10, n_region_tokens=2, answer="3", lens=lens)
+        with pytest.raises(VisheadsError, match="records the logit lens; every record needs it"):
+            writer.add(_keys(1)[0], _stats(rng), n_keys=40, n_image_tokens=10, n_region_tokens=2, answer="3")
+
+
+def test_validation_catches_a_lens_whose_last_reading_is_not_the_answer(tmp_path: Path) -> None:
+    from visheads_eval.records.validate import value_problems
+
+    rng = np.random.default_rng(7)
+    with RecordWriter(tmp_path, run=LENS_RUN, n_layers=L, n_heads=H) as writer:
+        for key in _keys(3):
+            lens = _lens(rng)
+            if key.doc_id == 1:
+                lens["answer_rank"][-1] = 2  # the model's own output cannot rank its answer below the top
+            if key.doc_id == 2:
+                lens["answer_logprob"][0] = 0.5  # a probability above one
+            writer.add(key, _stats(rng), n_keys=40, n_image_tokens=10, n_region_tokens=2, answer="3", lens=lens)
+    problems = value_problems(load_records(tmp_path))
+    assert problems == [
+        "1 of 3 samples have a lens answer_logprob above 0 or NaN (first: pointqa_visual_general/test/2)",
+        "1 of 3 samples have a last lens reading that is not the model's answer (rank 0, top-1 = answer token, KL 0) (first: pointqa_visual_general/test/1)",
+    ]

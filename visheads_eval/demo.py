@@ -1,10 +1,13 @@
 """The paper's pipeline end to end on one model, offline: what ``make demo`` runs.
 
-1. record the six PointQA settings through ``lmms_eval --model llava_visheads`` (``record=``);
+1. record the six PointQA settings through ``lmms_eval --model llava_visheads`` (``record=``), at the
+   paper's answer position; and again at the last prompt position with the logit lens
+   (``logit_lens=true``), where each layer's reading predicts the answer itself;
 2. rank every head by the paper's score (``visheads rank``);
 3. evaluate the mask grid with ``visheads sweep``: early / mid / late / all layers x top / random (three
    seeds), and early "others", each removing ``k`` heads (a tenth of the model's heads by default);
-4. write the leaderboard (Markdown, CSV, LaTeX) and the figures, and print the leaderboard.
+4. write the leaderboard (Markdown, CSV, LaTeX) and the figures, and print the leaderboard and where the
+   answer settles by the logit lens.
 
 Every evaluation runs in this process on one loaded model, in batches of ``BATCH_SIZE`` documents; lmms-eval's
 output goes to logs under ``<out>/logs``, the terminal gets one line per step. A second run reuses what
@@ -63,6 +66,7 @@ class Demo:
         self.k = k
         self.limit = limit
         self.records = out / "records"
+        self.lens = out / "lens"
         self.results = out / "lmms_eval"
         self.logs = out / "logs"
         self.masks = out / "masks"
@@ -83,7 +87,21 @@ class Demo:
         self._report()
         self._say(f"visheads demo: done in {time.perf_counter() - start:.0f} s; everything is in {self.out}")
         print((self.out / "leaderboard.md").read_text())
+        print(self._settle_summary())
         return 0
+
+    def _settle_summary(self) -> str:
+        """One line per task: where the answer becomes and stays the top-1 of the logit lens."""
+        import pandas as pd
+
+        settle = pd.read_csv(self.lens / "logit_lens_settle.csv")
+        lines = [f"Logit lens ({self.lens / 'logit_lens.png'}): the reading (0 = embeddings, n = after layer n-1) "
+                 "from which the answer stays top-1, median [quartiles]"]
+        lines += [
+            f"  {row.task}: {row.settle_median:g} of {row.n_layers} [{row.settle_q25:g}-{row.settle_q75:g}], n={row.n_samples}"
+            for row in settle.itertuples()
+        ]
+        return "\n".join(lines)
 
     def _say(self, line: str) -> None:
         print(line, flush=True)
@@ -108,17 +126,22 @@ class Demo:
     def _record(self) -> None:
         from visheads_eval.lmms.sweep import evaluate, existing_results
 
-        model_args = f"pretrained={self.pretrained},record={self.records},position=answer"
-        step = "[1/4] record the unmasked run"
-        if existing_results(self.results, model_args) is not None:
-            self._say(f"{step}: reused")
-            return
-        started = time.perf_counter()
-        with self._logged("none"):
-            code = evaluate(model_args, self.results, self._lmms_args())
-            if code != 0:
-                raise VisheadsError(f"{step} failed (exit {code})")
-        self._say(f"{step}: {time.perf_counter() - started:5.1f} s")
+        recordings = [
+            ("[1/4] record the unmasked run", "none", f"record={self.records},position=answer", self.results),
+            # its own lmms-eval folder: the leaderboard's unmasked run is the one above
+            ("[1/4] record the logit lens at the last prompt position", "lens", f"record={self.lens / 'records'},position=last_prompt,logit_lens=true", self.lens / "lmms_eval"),
+        ]
+        for step, log, own, results in recordings:
+            model_args = f"pretrained={self.pretrained},{own}"
+            if existing_results(results, model_args) is not None:
+                self._say(f"{step}: reused")
+                continue
+            started = time.perf_counter()
+            with self._logged(log):
+                code = evaluate(model_args, results, self._lmms_args())
+                if code != 0:
+                    raise VisheadsError(f"{step} failed (exit {code})")
+            self._say(f"{step}: {time.perf_counter() - started:5.1f} s")
 
     def _sweep(self, grid: list[SweepPoint]) -> None:
         from visheads_eval.lmms.sweep import run_sweep
@@ -156,3 +179,4 @@ class Demo:
         self._say("[4/4] leaderboard and figures")
         self._visheads("leaderboard", str(self.results), "--out", str(self.out))
         self._visheads("plot", str(self.records), "--results", str(self.results), "--out", str(self.out / "figures"))
+        self._visheads("plot", str(self.lens / "records"), "--out", str(self.lens))

@@ -133,7 +133,7 @@ def attention_vs_concentration(maps: Sequence[HeadMaps], accuracy: Mapping[tuple
     return fig
 
 
-def _model_colours(models: Sequence[str]) -> dict[str, tuple]:
+def model_colours(models: Sequence[str]) -> dict[str, tuple]:
     cmap = colormaps["tab10" if len(models) <= 10 else "tab20"]
     return {model: cmap(i % cmap.N) for i, model in enumerate(models)}
 
@@ -143,7 +143,7 @@ def layer_scatter(maps: Sequence[HeadMaps], task: str) -> Figure:
     coloured by model. Models shallower than a panel's layer are absent from it."""
     of_task = [m for m in maps if m.task == task]
     models = [m.model for m in of_task]
-    names, colours = short_names(models), _model_colours(models)
+    names, colours = short_names(models), model_colours(models)
     n_layers = max(m.n_layers for m in of_task)
     n_cols = min(8, n_layers)
     n_rows = math.ceil(n_layers / n_cols)
@@ -170,7 +170,7 @@ def layer_scatter(maps: Sequence[HeadMaps], task: str) -> Figure:
 def layer_profiles(maps: Sequence[HeadMaps], stat: str = "score") -> Figure:
     """A panel per task: each layer's mean ``stat`` over its heads against relative depth, a line per model."""
     models, tasks, by_key = _grid(maps)
-    names, colours = short_names(models), _model_colours(models)
+    names, colours = short_names(models), model_colours(models)
     n_cols = min(3, len(tasks))
     n_rows = math.ceil(len(tasks) / n_cols)
     fig, axes = _figure(n_rows, n_cols, width=3.4, height=2.6)

@@ -6,6 +6,10 @@ with HeadRecorder(model, position="last_prompt", region_mask=None) as rec:
 rec.stats["image_attn"]                  # (batch, n_layers, n_heads)
 ```
 
+With ``logit_lens=True`` the same forward also reads the residual stream at the query position through
+the model's final norm and ``lm_head`` after the embeddings and after every layer
+(:mod:`visheads_eval.capture.lens`): ``rec.lens["answer_logprob"]  # (batch, n_layers + 1)``.
+
 The query is the last prompt position, recorded from the prefill forward (``last_prompt``: the
 position that predicts the answer), or the first generated token at the next decoding step, whose
 keys are the prompt plus that token (``answer``: the paper's choice, n = input length + 1; it needs
@@ -20,6 +24,7 @@ left-padded, so that the last position is every sample's own last token.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visheads_eval.capture.lens import LENS_STATISTICS, LensReadout, lens_statistics
 from visheads_eval.capture.rows import attention_row, row_statistics
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import HeadShape
@@ -47,12 +53,16 @@ class _Batch:
     step: int = 0  # forwards since the prefill
     layers: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # layer -> stat -> (batch, n_heads)
     n_keys: torch.Tensor | None = None  # (batch,) keys the query could see
+    residuals: dict[int, torch.Tensor] = field(default_factory=dict)  # reading -> (batch, hidden), until the lens is read
+    lens: dict[str, torch.Tensor] | None = None  # statistic -> (batch, n_layers + 1); answer_token -> (batch,)
 
 
 class HeadRecorder(HookContext):
     """Record per-head attention statistics of ``model`` (a LLaVA-family model) while the block runs."""
 
-    def __init__(self, model: nn.Module, position: str = "last_prompt", region_mask: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, position: str = "last_prompt", region_mask: torch.Tensor | None = None, logit_lens: bool = False
+    ) -> None:
         if position not in POSITIONS:
             raise VisheadsError(f"unknown position '{position}'; choose one of {', '.join(POSITIONS)}")
         image_token_id = getattr(model.config, "image_token_id", None)
@@ -64,12 +74,18 @@ class HeadRecorder(HookContext):
         self.shape = HeadShape.from_config(model.config)
         self._image_token_id = int(image_token_id)
         self._target_step = POSITIONS.index(position)
+        self._readout = LensReadout.of(model) if logit_lens else None
         self._batches: list[_Batch] = []
         self._latest_input_ids: torch.Tensor | None = None  # (batch, seq_len) read by the latest forward without a cache
 
     def _install(self, stack: contextlib.ExitStack) -> None:
         stack.callback(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True).remove)
         stack.enter_context(intercept_attention(self.model, self._on_kernel_call))
+        if self._readout is not None:
+            layers = self.model.get_decoder().layers
+            stack.callback(layers[0].register_forward_pre_hook(self._on_first_layer_input, with_kwargs=True).remove)
+            for layer, module in enumerate(layers):
+                stack.callback(module.register_forward_hook(functools.partial(self._on_layer_output, layer)).remove)
 
     def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
@@ -131,10 +147,35 @@ class HeadRecorder(HookContext):
             batch.n_keys = visible.sum(-1)
         return output
 
+    def _recording_batch(self) -> _Batch | None:
+        batch = self._batches[-1] if self._batches else None
+        return batch if batch is not None and batch.step == self._target_step else None
+
+    def _on_first_layer_input(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        batch = self._recording_batch()
+        if batch is not None:
+            hidden = args[0] if args else kwargs["hidden_states"]  # (batch, q_len, hidden): the embeddings
+            batch.residuals[0] = hidden[:, -1].clone()  # a copy: a view would keep the whole sequence alive
+
+    def _on_layer_output(self, layer: int, module: nn.Module, args: tuple, output: Any) -> None:
+        batch = self._recording_batch()
+        if batch is None:
+            return
+        hidden = output[0] if isinstance(output, tuple) else output  # (batch, q_len, hidden)
+        batch.residuals[layer + 1] = hidden[:, -1].clone()
+        if layer == self.shape.n_layers - 1:
+            readings = [batch.residuals.get(index) for index in range(self.shape.n_layers + 1)]
+            if any(reading is None for reading in readings):
+                raise VisheadsError("the logit lens missed a layer's residual stream; the decoder ran its layers out of order")
+            batch.lens = lens_statistics(self._readout, readings)
+            batch.residuals.clear()
+
     @property
     def complete(self) -> bool:
-        """Whether every batch recorded its query position in every layer."""
-        return bool(self._batches) and all(len(b.layers) == self.shape.n_layers for b in self._batches)
+        """Whether every batch recorded its query position in every layer (and its lens, when asked)."""
+        return bool(self._batches) and all(
+            len(b.layers) == self.shape.n_layers and (self._readout is None or b.lens is not None) for b in self._batches
+        )
 
     @property
     def stats(self) -> dict[str, np.ndarray]:
@@ -143,6 +184,17 @@ class HeadRecorder(HookContext):
         if not per_batch:
             return {}
         return {name: np.concatenate([b[name] for b in per_batch]) for name in per_batch[0]}
+
+    @property
+    def lens(self) -> dict[str, np.ndarray]:
+        """Logit-lens statistic -> ``(batch, n_layers + 1)`` over every batch recorded so far, and
+        ``answer_token`` -> ``(batch,)`` (see :mod:`visheads_eval.capture.lens`)."""
+        if self._readout is None:
+            raise VisheadsError("this HeadRecorder does not read the logit lens; create it with logit_lens=True")
+        self.stats  # raises if a batch is incomplete
+        if any(batch.lens is None for batch in self._batches):
+            raise VisheadsError("a batch recorded attention but not the logit lens at its query position")
+        return {name: np.concatenate([batch.lens[name].numpy() for batch in self._batches]) for name in (*LENS_STATISTICS, "answer_token")}
 
     @property
     def token_counts(self) -> dict[str, np.ndarray]:

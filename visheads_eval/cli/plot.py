@@ -4,7 +4,10 @@ Writes PNG and PDF files into ``--out``: ``heatmap_image_attn`` and ``heatmap_re
 ``attention_vs_concentration`` (Fig. 1; with ``--results``, each panel's title ends with the model's
 unmasked accuracy), ``layers_<task>`` (Fig. 6), ``layer_profile_<stat>`` (Fig. 7),
 ``correlation_<stat>`` (Fig. 4; tasks with two or more models) and ``emd_<stat>`` (Fig. 8; models with
-two or more tasks). A figure that the data cannot support is skipped with a note on stderr.
+two or more tasks), and from records made with ``logit_lens=true`` ``logit_lens`` (paper section 4.2:
+attention of each layer's top head above the lens, a column per task) with its numbers in
+``logit_lens_curves.csv`` and ``logit_lens_settle.csv``. A figure that the data cannot support is
+skipped with a note on stderr.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from visheads_eval.analysis import figures
+    from visheads_eval.analysis import figures, lens
     from visheads_eval.analysis.leaderboard import unmasked_values
+    from visheads_eval.analysis.output import write_atomic
     from visheads_eval.analysis.results import find_runs
 
     overrides = metric_overrides(args)
@@ -46,11 +50,20 @@ def run(args: argparse.Namespace) -> int:
         if not accuracy:
             print("visheads plot: note: no unmasked results of the recorded tasks; titles show no accuracy", file=sys.stderr)
     jobs, skipped = figures.figure_set(maps, accuracy, args.stat)
+    tables = []
+    curves = lens.record_lens_curves(args.records, args.task)
+    if curves:
+        jobs.append(("logit_lens", lambda: lens.lens_figure(curves)))
+        tables = [("logit_lens_curves.csv", lens.curves_table(curves)), ("logit_lens_settle.csv", lens.settle_table(curves))]
+    else:
+        skipped.append("no record folder carries the logit lens (record with logit_lens=true); skipping the logit_lens figure")
     for reason in skipped:
         print(f"visheads plot: note: {reason}", file=sys.stderr)
     written = []
     for stem, draw in tqdm(jobs, desc="figures", unit="figure"):
         written += figures.save_figure(draw(), args.out / stem)
+    for name, table in tables:
+        written.append(write_atomic(args.out / name, lambda path, table=table: table.to_csv(path, index=False, float_format="%.6g")))
     for path in written:
         print(path)
     return 0

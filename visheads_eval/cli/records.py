@@ -50,7 +50,8 @@ def summary(records: Records) -> str:
     shards = records.shards
     size_mb = sum(path.stat().st_size for path in shards) / 1e6
     lines = [
-        f"{records.directory}: {run.get('model')}, {records.n_layers} x {records.n_heads} heads, position {run.get('position')}, mask {mask_name}",
+        f"{records.directory}: {run.get('model')}, {records.n_layers} x {records.n_heads} heads, position {run.get('position')}, mask {mask_name}"
+        + (f", logit lens over {records.n_layers + 1} readings" if records.has_lens else ""),
         f"  {len(records)} samples in {len(shards)} shards from {len(records.ranks)} rank{'s' if len(records.ranks) > 1 else ''}, {size_mb:.1f} MB",
     ]
     has_region = ~np.isnan(records.stat("region_attn")).all(axis=(1, 2))

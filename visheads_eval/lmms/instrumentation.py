@@ -6,6 +6,7 @@ Its own model_args, checked before the model loads:
   the heads to remove (:mod:`visheads_eval.masking.specs`), resolved and validated before loading;
 - ``record=DIR`` with ``position=answer|last_prompt``: per-head statistics of every sample, written as
   sidecar records (:mod:`visheads_eval.records`), with the question's region when the doc has a ``bbox``;
+  ``logit_lens=true`` adds the logit lens at the same query (:mod:`visheads_eval.capture.lens`);
 - ``head_means=FILE``: every head's mean output over the run, the reference that ``mode: mean`` needs.
 """
 
@@ -23,11 +24,12 @@ from PIL import Image
 
 import visheads_eval
 from visheads_eval.capture import HeadRecorder
+from visheads_eval.capture.lens import check_lens_config
 from visheads_eval.capture.recorder import POSITIONS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.geometry import region_token_mask
 from visheads_eval.heads import HeadShape
-from visheads_eval.lmms.model_args import CheckedArgs
+from visheads_eval.lmms.model_args import CheckedArgs, flag
 from visheads_eval.masking.ablation import HeadMask
 from visheads_eval.masking.schema import MODES
 from visheads_eval.masking.means import HeadMeans, load_means, save_means
@@ -62,6 +64,11 @@ class Instrumentation:
             raise VisheadsError(f"position={self.position} is not one of {', '.join(POSITIONS)}")
         self.record_dir = Path(own["record"]).expanduser() if own.get("record") else None
         self.means_path = Path(own["head_means"]).expanduser() if own.get("head_means") else None
+        self.logit_lens = flag(own, "logit_lens")
+        if self.logit_lens:
+            if self.record_dir is None:
+                raise VisheadsError("logit_lens=true is recorded with the heads: give record=<dir> as well")
+            check_lens_config(checked.config)
         self.mask: ResolvedMask | None = None
         self._means = None
         mask_mode = own.get("mask_mode")
@@ -87,6 +94,7 @@ class Instrumentation:
             "n_layers": self.shape.n_layers,
             "n_heads": self.shape.n_heads,
             "position": self.position,
+            "logit_lens": self.logit_lens,
             "mask": self.mask.to_json() if self.mask is not None else None,
             "model_args": {key: str(value) for key, value in own.items()},
             "visheads_eval_version": visheads_eval.__version__,
@@ -125,7 +133,7 @@ class Instrumentation:
         """The ``mask`` and ``record`` entries of the results' ``visheads`` block."""
         return {
             "mask": self.mask.to_json() if self.mask is not None else None,
-            "record": {"dir": str(self.record_dir), "position": self.position} if self.record_dir else None,
+            "record": {"dir": str(self.record_dir), "position": self.position, "logit_lens": self.logit_lens} if self.record_dir else None,
             "head_means": str(self.means_path) if self.means_path else None,
             "weights": self.weights,
         }
@@ -144,7 +152,7 @@ class Instrumentation:
                     return generate(*args, **kwargs)
             input_ids = kwargs["input_ids"]
             region = self._region(contexts, input_ids)
-            with HeadRecorder(self._model, position=self.position, region_mask=region) as recorder, accumulating:
+            with HeadRecorder(self._model, position=self.position, region_mask=region, logit_lens=self.logit_lens) as recorder, accumulating:
                 output = generate(*args, **kwargs)
             recorder = self._complete(recorder, output, kwargs, region)
             self._write(contexts, recorder, output, input_ids)
@@ -182,12 +190,13 @@ class Instrumentation:
             extended["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones_like(kwargs["attention_mask"][:, :1])], 1)
         if region is not None:
             region = torch.cat([region, torch.zeros_like(region[:, :1])], 1)
-        with torch.inference_mode(), HeadRecorder(self._model, position="last_prompt", region_mask=region) as fallback:
+        with torch.inference_mode(), HeadRecorder(self._model, position="last_prompt", region_mask=region, logit_lens=self.logit_lens) as fallback:
             self._model(**extended)
         return fallback
 
     def _write(self, contexts: list[DocContext | None], recorder: HeadRecorder, output: torch.Tensor, input_ids: torch.Tensor) -> None:
         stats, counts = recorder.stats, recorder.token_counts
+        lens = recorder.lens if self.logit_lens else None
         answers = self._tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
         for row, context in enumerate(contexts):
             if context is None or context.key in self._writer:
@@ -202,6 +211,7 @@ class Instrumentation:
                 bbox=list(map(float, context.doc["bbox"])) if has_region else None,
                 image_size=context.images[0].size if len(context.images) == 1 else None,
                 answer=answers[row],
+                lens={name: value[row] for name, value in lens.items()} if lens is not None else None,
             )
 
     def finish(self) -> None:

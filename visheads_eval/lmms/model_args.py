@@ -43,6 +43,8 @@ OWN_ARGS = {
     "mask_seed": "override the spec's seed (random and others specs)",
     "record": "a folder for per-sample, per-head attention records",
     "position": "the recorded query: answer (first generated token, the paper's) or last_prompt",
+    "logit_lens": "true: also record the logit lens at that query (each layer's log-probability, rank and top-1 of the token "
+    "that query predicts, entropy, KL to the output); at last_prompt that token is the answer's first",
     "head_means": "write every head's mean output over this run to this .npz file",
 }
 
@@ -108,6 +110,17 @@ def load_llava_config(pretrained: str, revision: str = "main", trust_remote_code
             f"({', '.join(LLAVA_FAMILY)})"
         )
     return config
+
+
+def flag(own: dict[str, Any], key: str) -> bool:
+    """A true/false model_arg (lmms-eval hands over ``true`` as True, ``1`` as 1; other spellings as text)."""
+    value = own.get(key, False)
+    spelled = str(value).strip().lower()
+    if spelled in ("true", "1", "yes"):
+        return True
+    if spelled in ("false", "0", "no", ""):
+        return False
+    raise VisheadsError(f"{key}={value} is not true or false")
 
 
 def check_batch_size(batch_size: Any, simple: bool = False) -> None:

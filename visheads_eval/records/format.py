@@ -39,8 +39,20 @@ STATISTICS: dict[str, np.dtype] = {
 OPTIONAL_STATISTICS = ("region_attn",)  # null for a sample without a region
 REQUIRED_STATISTICS = tuple(name for name in STATISTICS if name not in OPTIONAL_STATISTICS)
 
+# Logit-lens statistic -> the dtype of its values; in a run with ``"logit_lens": true`` each is stored as
+# a fixed-size list of n_layers + 1 (embeddings, then after each layer) in the column ``lens_<name>``,
+# beside the scalar ``lens_answer_token`` (see visheads_eval.capture.lens).
+LENS_STATISTICS: dict[str, np.dtype] = {
+    "answer_logprob": np.dtype(np.float32),
+    "answer_rank": np.dtype(np.int32),
+    "top1": np.dtype(np.int32),
+    "entropy": np.dtype(np.float32),
+    "kl_to_final": np.dtype(np.float32),
+}
+LENS_TOKEN_COLUMN = "lens_answer_token"
+
 # The fields of run.json that make two runs the same run (a resumed run must match all of them).
-IDENTITY_FIELDS = ("model", "weights", "n_layers", "n_heads", "position", "mask")
+IDENTITY_FIELDS = ("model", "weights", "n_layers", "n_heads", "position", "mask", "logit_lens")
 REQUIRED_RUN_FIELDS = ("model", "position")
 
 _SHARD_NAME = re.compile(r"^rank(\d+)-(\d+)\.parquet$")
@@ -67,8 +79,18 @@ class RecordKey:
         return f"{self.task}/{self.split}/{self.doc_id}"
 
 
-def shard_schema(n_layers: int, n_heads: int) -> pa.Schema:
-    """The Arrow schema of a shard for a model of ``n_layers`` x ``n_heads`` heads."""
+def lens_column(name: str) -> str:
+    """The shard column of logit-lens statistic ``name``."""
+    return f"lens_{name}"
+
+
+def has_lens(run: dict[str, Any]) -> bool:
+    """Whether the run recorded the logit lens beside the heads."""
+    return bool(run.get("logit_lens"))
+
+
+def shard_schema(n_layers: int, n_heads: int, logit_lens: bool = False) -> pa.Schema:
+    """The Arrow schema of a shard for a model of ``n_layers`` x ``n_heads`` heads (and its lens columns)."""
     size = n_layers * n_heads
     fields = [
         pa.field("task", pa.string(), nullable=False),
@@ -86,6 +108,12 @@ def shard_schema(n_layers: int, n_heads: int) -> pa.Schema:
         pa.field(name, pa.list_(pa.from_numpy_dtype(dtype), size), nullable=name in OPTIONAL_STATISTICS)
         for name, dtype in STATISTICS.items()
     ]
+    if logit_lens:
+        fields.append(pa.field(LENS_TOKEN_COLUMN, pa.int32(), nullable=False))
+        fields += [
+            pa.field(lens_column(name), pa.list_(pa.from_numpy_dtype(dtype), n_layers + 1), nullable=False)
+            for name, dtype in LENS_STATISTICS.items()
+        ]
     return pa.schema(fields)
 
 
@@ -117,8 +145,9 @@ def list_shards(directory: Path) -> list[ShardFile]:
 
 
 def run_identity(run: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a run that a resumed run must repeat exactly (a missing ``mask`` is no mask)."""
-    return {field: run.get(field) for field in IDENTITY_FIELDS}
+    """The fields of a run that a resumed run must repeat exactly (a missing ``mask`` is no mask, a missing
+    ``logit_lens`` no lens)."""
+    return {**{field: run.get(field) for field in IDENTITY_FIELDS}, "logit_lens": has_lens(run)}
 
 
 def identity_difference(found: dict[str, Any], expected: dict[str, Any]) -> str:
@@ -201,7 +230,7 @@ def _check_header(path: Path, metadata: dict[bytes, bytes], run: dict[str, Any])
 
 
 def _check_columns(path: Path, schema: pa.Schema, run: dict[str, Any]) -> None:
-    for field in shard_schema(run["n_layers"], run["n_heads"]):
+    for field in shard_schema(run["n_layers"], run["n_heads"], has_lens(run)):
         found = schema.field(field.name).type if field.name in schema.names else "nothing"
         if found != field.type:
             raise VisheadsError(f"record shard {path} has {found} in column '{field.name}', expected {field.type}; the shard is damaged")
@@ -210,4 +239,15 @@ def _check_columns(path: Path, schema: pa.Schema, run: dict[str, Any]) -> None:
 def check_statistic_name(name: str) -> None:
     """Raise a clear error for a statistic name the records do not store."""
     if name not in STATISTICS:
-        raise VisheadsError(f"unknown statistic '{name}'{did_you_mean(name, STATISTICS)}; records hold {', '.join(STATISTICS)}")
+        hint = f"; '{name}' is a logit-lens statistic: read it with Records.lens('{name}')" if name in LENS_STATISTICS else ""
+        raise VisheadsError(f"unknown statistic '{name}'{did_you_mean(name, STATISTICS)}; records hold {', '.join(STATISTICS)}{hint}")
+
+
+def check_lens_name(name: str, run: dict[str, Any], directory: Path) -> None:
+    """Raise a clear error for a lens statistic the records do not store."""
+    if not has_lens(run):
+        raise VisheadsError(f"the records of {directory} carry no logit lens; record with logit_lens=true to read '{name}'")
+    if name not in LENS_STATISTICS:
+        raise VisheadsError(
+            f"unknown logit-lens statistic '{name}'{did_you_mean(name, LENS_STATISTICS)}; the lens holds {', '.join(LENS_STATISTICS)}"
+        )

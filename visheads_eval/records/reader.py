@@ -29,11 +29,16 @@ from tqdm.auto import tqdm
 from visheads_eval.errors import VisheadsError, did_you_mean
 from visheads_eval.records.format import (
     KEY_COLUMNS,
+    LENS_STATISTICS,
+    LENS_TOKEN_COLUMN,
     SCALAR_COLUMNS,
     SHARD_DIR,
     STATISTICS,
     ShardFile,
+    check_lens_name,
     check_statistic_name,
+    has_lens,
+    lens_column,
     list_shards,
     read_run,
     read_shard,
@@ -52,31 +57,37 @@ class _Shards:
     destinations: list[np.ndarray]  # per shard: (rows,) index in the merged table, -1 for a dropped copy
     n_samples: int
     progress: bool
-    stats: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_samples, n_layers, n_heads)
+    stats: dict[str, np.ndarray] = field(default_factory=dict)  # column -> (n_samples, *shape)
 
     def stat(self, name: str) -> np.ndarray:
+        """A head statistic, ``(n_samples, n_layers, n_heads)``."""
         if name not in self.stats:
-            self.stats[name] = self._read(name)
+            self.stats[name] = self._read(name, STATISTICS[name], (self.run["n_layers"], self.run["n_heads"]))
         return self.stats[name]
 
-    def _read(self, name: str) -> np.ndarray:
-        n_layers, n_heads = self.run["n_layers"], self.run["n_heads"]
-        dtype = STATISTICS[name]
-        merged = np.empty((self.n_samples, n_layers * n_heads), dtype)  # (sample, layer * head)
+    def lens(self, name: str) -> np.ndarray:
+        """A logit-lens statistic, ``(n_samples, n_layers + 1)``."""
+        column = lens_column(name)
+        if column not in self.stats:
+            self.stats[column] = self._read(column, LENS_STATISTICS[name], (self.run["n_layers"] + 1,))
+        return self.stats[column]
+
+    def _read(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+        merged = np.empty((self.n_samples, int(np.prod(shape))), dtype)  # (sample, values)
         shards = zip(self.files, self.destinations)
         for shard, destination in tqdm(shards, total=len(self.files), desc=f"reading {name}", unit="shard", leave=False, delay=1.0, disable=not self.progress):
             column = read_shard(shard, self.run, [name]).table.column(name).combine_chunks()
             if len(column) != len(destination):
                 raise VisheadsError(f"record shard {shard.path} changed while it was being read; reload the records")
             values = column.values.slice(column.offset * column.type.list_size, len(column) * column.type.list_size)
-            block = values.to_numpy(zero_copy_only=False).reshape(len(column), -1)  # (rows, layer * head)
+            block = values.to_numpy(zero_copy_only=False).reshape(len(column), -1)  # (rows, values)
             if column.null_count:
                 if dtype.kind != "f":
                     raise VisheadsError(f"record shard {shard.path} has rows without '{name}'; the shard is damaged")
                 block = np.where(column.is_null().to_numpy(zero_copy_only=False)[:, None], np.nan, block)
             kept = destination >= 0
             merged[destination[kept]] = block[kept]
-        merged = merged.reshape(self.n_samples, n_layers, n_heads)
+        merged = merged.reshape(self.n_samples, *shape)
         merged.flags.writeable = False  # shared by every selection of these records
         return merged
 
@@ -140,7 +151,20 @@ class Records:
         ``region_attn`` is NaN for samples without a region. The array is read-only (it is shared).
         """
         check_statistic_name(name)
-        merged = self._shards.stat(name)
+        return self._selected(self._shards.stat(name))
+
+    @property
+    def has_lens(self) -> bool:
+        """Whether the run recorded the logit lens (``lens(name)``; ``meta["lens_answer_token"]``)."""
+        return has_lens(self.run)
+
+    def lens(self, name: str) -> np.ndarray:
+        """One logit-lens statistic of every sample, shaped ``(n_samples, n_layers + 1)`` (index 0: the
+        embeddings; ``l + 1``: after layer ``l``), rows aligned with ``meta``; read-only."""
+        check_lens_name(name, self.run, self.directory)
+        return self._selected(self._shards.lens(name))
+
+    def _selected(self, merged: np.ndarray) -> np.ndarray:
         if self._rows is None:
             return merged
         selected = merged[self._rows]
@@ -180,7 +204,7 @@ def load_records(directory: str | os.PathLike[str], progress: bool = True) -> Re
     if not files:
         raise VisheadsError(f"record folder {directory} holds no samples (no shards in {directory / SHARD_DIR}); did the run record anything?")
     parts = [
-        read_shard(shard, run, list(SCALAR_COLUMNS))
+        read_shard(shard, run, [*SCALAR_COLUMNS, *([LENS_TOKEN_COLUMN] if has_lens(run) else [])])
         for shard in tqdm(files, desc=f"reading {directory.name}", unit="shard", leave=False, delay=1.0, disable=not progress)
     ]
     parts.sort(key=lambda part: (part.written_at_ns, part.file.rank, part.file.number))

@@ -31,6 +31,8 @@ from visheads_eval.errors import VisheadsError, did_you_mean
 from visheads_eval.records.format import (
     FORMAT_VERSION,
     KEY_COLUMNS,
+    LENS_STATISTICS,
+    LENS_TOKEN_COLUMN,
     METADATA_KEY,
     OPTIONAL_STATISTICS,
     REQUIRED_RUN_FIELDS,
@@ -39,7 +41,9 @@ from visheads_eval.records.format import (
     SHARD_DIR,
     STATISTICS,
     RecordKey,
+    has_lens,
     identity_difference,
+    lens_column,
     list_shards,
     read_run,
     read_shard,
@@ -100,6 +104,7 @@ class _Row:
     bbox: list[float] | None
     image_size: tuple[int, int] | None
     answer: str
+    lens: dict[str, np.ndarray] | None  # name -> (n_layers + 1,); answer_token -> int
 
 
 class RecordWriter:
@@ -128,7 +133,8 @@ class RecordWriter:
         self.n_heads = n_heads
         self.flush_every = flush_every
         self.run = self._open_run(run)
-        self._schema = shard_schema(n_layers, n_heads)
+        self.logit_lens = has_lens(self.run)
+        self._schema = shard_schema(n_layers, n_heads, self.logit_lens)
         self._shard_dir = self.directory / SHARD_DIR
         self._shard_dir.mkdir(exist_ok=True)
         shards = list_shards(self.directory)
@@ -186,12 +192,15 @@ class RecordWriter:
         bbox: Sequence[float] | None = None,
         image_size: Sequence[int] | None = None,
         answer: str,
+        lens: Mapping[str, Any] | None = None,
     ) -> None:
         """Buffer one sample's record; write a shard when ``flush_every`` samples are buffered.
 
         ``stats`` maps each statistic name to an array shaped ``(n_layers, n_heads)``: ``image_attn``,
         ``text_attn``, ``concentration`` (floats) and ``image_argmax`` (integers) always, ``region_attn``
-        when the sample has a region. A key added twice is read back once (the first copy).
+        when the sample has a region. ``lens``, given exactly when the run says ``"logit_lens": true``, maps
+        each logit-lens statistic to an array shaped ``(n_layers + 1,)`` and ``answer_token`` to the
+        answer's token id. A key added twice is read back once (the first copy).
         """
         if self._closed:
             raise VisheadsError(f"the record writer of {self.directory} is closed; open a new RecordWriter to add records")
@@ -206,6 +215,7 @@ class RecordWriter:
             bbox=_checked_bbox(key, bbox),
             image_size=_checked_image_size(key, image_size),
             answer=_checked_answer(key, answer),
+            lens=self._checked_lens(key, lens),
         )
         if row.n_image_tokens > row.n_keys or row.n_region_tokens > row.n_image_tokens:
             raise VisheadsError(
@@ -245,6 +255,31 @@ class RecordWriter:
             checked[name] = array.astype(dtype, copy=False)
         return checked
 
+    def _checked_lens(self, key: RecordKey, lens: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if not self.logit_lens:
+            if lens is not None:
+                raise VisheadsError(f"record {key}: this run records no logit lens (run.json has no \"logit_lens\": true), but a lens was given")
+            return None
+        if lens is None:
+            raise VisheadsError(f"record {key}: this run records the logit lens; every record needs it")
+        expected = {*LENS_STATISTICS, "answer_token"}
+        if set(lens) != expected:
+            raise VisheadsError(f"record {key}: the logit lens needs exactly {', '.join(sorted(expected))}, got {', '.join(sorted(lens))}")
+        token = lens["answer_token"]
+        token = token.item() if isinstance(token, np.ndarray) and token.shape == () else token
+        checked: dict[str, Any] = {"answer_token": _count(key, "the lens's answer_token", token)}
+        for name, dtype in LENS_STATISTICS.items():
+            array = np.asarray(lens[name])
+            if array.shape != (self.n_layers + 1,):
+                raise VisheadsError(
+                    f"record {key}: lens statistic '{name}' has shape {array.shape}; it must be ({self.n_layers + 1},): "
+                    "the embeddings, then after each of the run's layers"
+                )
+            if array.dtype.kind not in ("iu" if dtype.kind == "i" else "f"):
+                raise VisheadsError(f"record {key}: lens statistic '{name}' must hold {'integers' if dtype.kind == 'i' else 'floating-point values'}, got {array.dtype}")
+            checked[name] = array.astype(dtype, copy=False)
+        return checked
+
     def flush(self) -> Path | None:
         """Write the buffered records as a new shard now; the shard's path, or None if nothing was buffered."""
         if not self._buffer:
@@ -259,7 +294,7 @@ class RecordWriter:
                 compression="zstd",
                 use_dictionary=["task", "split"],
                 # Splitting the bytes of each value into streams lets zstd find the shared exponent bytes.
-                column_encoding={f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in STATISTICS},
+                column_encoding={f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in self._list_columns()},
                 write_statistics=list(KEY_COLUMNS),
                 write_page_checksum=True,  # a damaged shard fails to read instead of reading wrong values
             )
@@ -293,7 +328,16 @@ class RecordWriter:
             columns[name] = pa.FixedSizeListArray.from_arrays(
                 pa.array(values.reshape(-1)), size, mask=None if present.all() else pa.array(~present)
             )
+        if self.logit_lens:
+            columns[LENS_TOKEN_COLUMN] = pa.array([row.lens["answer_token"] for row in rows], pa.int32())
+            for name, dtype in LENS_STATISTICS.items():
+                values = np.stack([row.lens[name] for row in rows]).astype(dtype, copy=False)  # (sample, n_layers + 1)
+                columns[lens_column(name)] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), self.n_layers + 1)
         return pa.table(columns, schema=self._schema)
+
+    def _list_columns(self) -> list[str]:
+        """The columns of per-layer values, which byte-stream splitting compresses."""
+        return [*STATISTICS, *(lens_column(name) for name in LENS_STATISTICS if self.logit_lens)]
 
     def close(self) -> None:
         """Write what is buffered; the writer takes no more records."""
