@@ -15,11 +15,12 @@ from visheads_eval.lmms.instrumentation import Instrumentation
 from visheads_eval.records import load_records
 
 
-def _evaluate(pretrained: str, tasks: str, out: Path, batch_size: int, include_path: Path | None = None, **own: str) -> int:
+def _evaluate(pretrained: str, tasks: str, out: Path, batch_size: int, include_path: Path | None = None,
+              force_simple: bool = False, **own: str) -> int:
     model_args = ",".join([f"pretrained={pretrained}", *(f"{k}={v}" for k, v in own.items())])
     argv = ["--model", "llava_visheads", "--model_args", model_args, "--tasks", tasks, "--batch_size", str(batch_size),
             "--output_path", str(out), "--log_samples", "--verbosity", "WARNING"]
-    return runner.run(argv + (["--include_path", str(include_path)] if include_path else []))
+    return runner.run(argv + (["--include_path", str(include_path)] if include_path else []) + (["--force_simple"] if force_simple else []))
 
 
 def _samples(out: Path) -> dict[tuple[str, int], dict]:
@@ -49,13 +50,17 @@ def _assert_same_records(one: Path, batched: Path, atol: float) -> None:
         assert list(second.meta[column].to_numpy()[rows]) == list(first.meta[column]), column
 
 
-def test_a_batch_of_differently_sized_images_equals_one_document_at_a_time(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
-    """LLaVA-NeXT's image token counts differ per image, so the batch's prompts are left-padded."""
+@pytest.mark.parametrize("force_simple", [False, True], ids=["chat", "simple"])
+def test_a_batch_of_differently_sized_images_equals_one_document_at_a_time(
+    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, force_simple: bool
+) -> None:
+    """LLaVA-NeXT's image token counts differ per image, so the batch's prompts are left-padded; batch 1 is
+    lmms-eval's own llava_hf loop (chat or simple), batch 4 this project's."""
     pretrained = str(tiny_models["llava_next"])
     own = {"mask": "L1H2+L2H0", "record": ""}
     for batch_size in (1, 4):
         run = tmp_path / f"batch{batch_size}"
-        assert _evaluate(pretrained, TASK_NAME, run / "out", batch_size, count_task, **{**own, "record": str(run / "rec")}) == 0
+        assert _evaluate(pretrained, TASK_NAME, run / "out", batch_size, count_task, force_simple, **{**own, "record": str(run / "rec")}) == 0
     one, batched = _samples(tmp_path / "batch1" / "out"), _samples(tmp_path / "batch4" / "out")
     assert list(batched) == list(one) and len(one) == 6
     for key, sample in one.items():

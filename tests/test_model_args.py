@@ -37,11 +37,9 @@ def test_unreachable_hub_id_fails_on_its_config() -> None:
         check_model_args({})
 
 
-def test_batch_sizes_are_whole_numbers_and_batches_need_the_chat_adapter(tiny_models: dict[str, Path]) -> None:
+def test_batch_sizes_are_whole_numbers(tiny_models: dict[str, Path]) -> None:
     pretrained = str(tiny_models["llava_llama"])
     assert check_model_args({"pretrained": pretrained, "batch_size": 8}).parent["batch_size"] == 8
-    with pytest.raises(VisheadsError, match="batch_size=2 needs llava_visheads' chat adapter .*: drop --force_simple"):
-        check_model_args({"pretrained": pretrained, "batch_size": 2}, simple=True)
     for bad in ("auto", "0", "1.5"):
         with pytest.raises(VisheadsError, match=f"batch_size={bad} is not a whole number of documents"):
             check_model_args({"pretrained": pretrained, "batch_size": bad})

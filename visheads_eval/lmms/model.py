@@ -4,9 +4,9 @@ Both classes subclass lmms-eval's own adapters (the simple one and the chat one)
 things, in the style of lm-eval's ``hf_steered``: their own model_args are checked and popped before the
 parent loads anything; every ``generate`` call runs inside a context installed for that call and removed
 in ``finally``; and a generation error, which ``llava_hf`` would turn into an empty answer, fails the run.
-The chat adapter also batches: with ``--batch_size N`` it generates N documents at once (left-padded
-prompts, one ``generate``), where ``llava_hf`` runs one at a time; its answers, records and results are
-those of batch size 1, in lmms-eval's order and format.
+Both also batch: with ``--batch_size N`` they generate N documents at once (left-padded prompts, one
+``generate``), where ``llava_hf`` runs one at a time; the answers, records and results are those of batch
+size 1, in lmms-eval's order and format.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class VisheadsAdapter:
     _doc_reader_index: ClassVar[int]
 
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
-        checked = check_model_args({"pretrained": pretrained, **kwargs}, simple=self.is_simple)
+        checked = check_model_args({"pretrained": pretrained, **kwargs})
         instrumentation = Instrumentation(checked)
         self._current_doc: DocContext | None = None
         self._failure: GenerationFailed | None = None
@@ -124,7 +124,7 @@ class VisheadsAdapter:
             adapter = super().create_from_arg_string(arg_string, additional_config)
         else:
             args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-            checked = check_model_args(args, simple=cls.is_simple)
+            checked = check_model_args(args)
             key = (cls, checked.pretrained, json.dumps({k: str(v) for k, v in checked.parent.items()}, sort_keys=True))
             if key not in _shared:
                 _shared[key] = cls(**args)
@@ -219,24 +219,29 @@ class VisheadsAdapter:
             raise failure
 
 
-class LlavaVisheads(VisheadsAdapter, LlavaHfSimple):
-    """``llava_visheads`` on lmms-eval's simple ``llava_hf`` adapter (``--force_simple``)."""
+@dataclasses.dataclass(frozen=True)
+class _Prompt:
+    """One document of a batch, prompted as the parent adapter prompts it alone."""
 
-    _doc_reader_index = 2  # (context, gen_kwargs, doc_to_visual, doc_id, task, split)
+    text: str  # the prompt after the chat template
+    images: list[Image.Image]
+    context: DocContext
+    cache_key: tuple  # what the parent hands lmms-eval's cache hook
 
 
-class LlavaVisheadsChat(VisheadsAdapter, LlavaHfChat):
-    """``llava_visheads`` on lmms-eval's chat ``llava_hf`` adapter (the default); it also batches."""
+class BatchingAdapter(VisheadsAdapter):
+    """Batches of ``--batch_size`` documents: one left-padded ``generate`` each, answers as one at a time."""
 
-    _doc_reader_index = 1  # (context, doc_to_messages, gen_kwargs, doc_id, task, split)
+    _gen_kwargs_index: ClassVar[int]  # position of the generation kwargs in a request's arguments
 
     def generate_until(self, requests: list[Instance]) -> list[Any]:
         if self.batch_size_per_gpu == 1:
             return super().generate_until(requests)
-        # Grouped by generation kwargs and kept in lmms-eval's order, as llava_hf does; then cut into batches.
-        collator = lmms_utils.Collator([request.args for request in requests], lambda args: (args[2], args[2]),
-                                       group_fn=lambda args: args[2], grouping=True)
-        results: list[GenerationResult] = []
+        # Grouped by generation kwargs and kept in lmms-eval's order, as llava_hf groups them; then cut into batches.
+        at = self._gen_kwargs_index
+        collator = lmms_utils.Collator([request.args for request in requests], lambda args: (args[at], args[at]),
+                                       group_fn=lambda args: args[at], grouping=True)
+        results: list[Any] = []
         progress = tqdm(total=math.ceil(len(requests) / self.batch_size), disable=self.rank != 0, desc="Model Responding")
         try:
             for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
@@ -247,38 +252,90 @@ class LlavaVisheadsChat(VisheadsAdapter, LlavaHfChat):
             self.instrumentation.finish()
         return collator.get_original(results)
 
-    def _generate_batch(self, chunk: list[tuple]) -> list[GenerationResult]:
-        """One ``generate`` over the documents of ``chunk``, prompted and decoded as llava_hf does one."""
-        _, readers, all_gen_kwargs, doc_ids, tasks, splits = zip(*chunk)
-        contexts, texts, images = [], [], []
-        for read_messages, doc_id, task, split in zip(readers, doc_ids, tasks, splits, strict=True):
+    def _prompts(self, chunk: list[tuple]) -> list[_Prompt]:
+        """Each document of ``chunk`` (requests' arguments, ending in doc_id, task, split), prompted."""
+        prompts = []
+        for args in chunk:
+            doc_id, task, split = args[-3:]
             doc = self.task_dict[task][split][doc_id]
-            messages = ChatMessages(messages=read_messages(doc))
-            visuals, videos, _ = messages.extract_media()
-            if videos:
+            text, visuals, cache_key = self._prompt(args, doc)
+            if not all(isinstance(visual, Image.Image) for visual in visuals):
                 raise VisheadsError(f"task '{task}' has videos; llava_visheads batches image tasks: run it with --batch_size 1")
-            texts.append(self._image_processor.apply_chat_template(messages.model_dump()["messages"], tokenize=False, add_generation_prompt=True))
-            images += visuals
-            contexts.append(DocContext(key=RecordKey(task=task, split=split, doc_id=int(doc_id)), doc=doc, images=list(visuals)))
-        inputs = self._image_processor(images=images or None, text=texts, padding=True, return_tensors="pt")
+            key = RecordKey(task=task, split=split, doc_id=int(doc_id))
+            prompts.append(_Prompt(text, list(visuals), DocContext(key=key, doc=doc, images=list(visuals)), cache_key))
+        return prompts
+
+    def _prompt(self, args: tuple, doc: dict) -> tuple[str, list[Any], tuple]:
+        """One document's prompt as the parent adapter builds it, its visuals, and its cache key."""
+        raise NotImplementedError
+
+    def _result(self, answer: str, n_tokens: int) -> Any:
+        """What the parent adapter returns for one document."""
+        raise NotImplementedError
+
+    def _generate_batch(self, chunk: list[tuple]) -> list[Any]:
+        """One ``generate`` over the documents of ``chunk``, with llava_hf's generation settings."""
+        prompts = self._prompts(chunk)
+        images = [image for prompt in prompts for image in prompt.images]
+        inputs = self._image_processor(images=images or None, text=[prompt.text for prompt in prompts], padding=True, return_tensors="pt")
         inputs = inputs.to(self._device, self.model.dtype)
-        gen = {"max_new_tokens": 1024, "temperature": 0, "top_p": None, "num_beams": 1, **all_gen_kwargs[0]}  # llava_hf's defaults
+        gen_kwargs = chunk[0][self._gen_kwargs_index]
+        gen = {"max_new_tokens": 1024, "temperature": 0, "top_p": None, "num_beams": 1, **gen_kwargs}  # llava_hf's defaults
         do_sample = gen["temperature"] > 0
         kwargs = {**inputs, "do_sample": do_sample, "temperature": gen["temperature"] if do_sample else None, "top_p": gen["top_p"],
                   "num_beams": gen["num_beams"], "max_new_tokens": gen["max_new_tokens"], "use_cache": self.use_cache,
                   "pad_token_id": self.eot_token_id, "eos_token_id": self.eot_token_id}
         try:
-            output = self.instrumentation.generate(self.model.generate, contexts, (), kwargs)
+            output = self.instrumentation.generate(self.model.generate, [prompt.context for prompt in prompts], (), kwargs)
         except Exception as error:
-            keys = [context.key for context in contexts]
-            where = ", ".join(f"task '{key.task}' ({key.split}) doc {key.doc_id}" for key in keys)
+            where = ", ".join(f"task '{p.context.key.task}' ({p.context.key.split}) doc {p.context.key.doc_id}" for p in prompts)
             raise GenerationFailed(f"generation failed on the batch of {where}: {type(error).__name__}: {error}") from error
         generated = output[:, inputs["input_ids"].shape[1] :]
         answers = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         results = []
-        for row, answer in enumerate(answers):
+        for row, (answer, prompt) in enumerate(zip(answers, prompts, strict=True)):
             ends = (generated[row] == self.eot_token_id).nonzero()
             n_tokens = int(ends[0]) + 1 if len(ends) else generated.shape[1]  # through the first end-of-turn, as one doc alone
-            results.append(GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_tokens)))
-            self.cache_hook.add_partial("generate_until", (texts[row], all_gen_kwargs[row]), answer)
+            results.append(self._result(answer, n_tokens))
+            self.cache_hook.add_partial("generate_until", prompt.cache_key, answer)
         return results
+
+
+class LlavaVisheads(BatchingAdapter, LlavaHfSimple):
+    """``llava_visheads`` on lmms-eval's simple ``llava_hf`` adapter (``--force_simple``); it also batches."""
+
+    _doc_reader_index = 2  # (context, gen_kwargs, doc_to_visual, doc_id, task, split)
+    _gen_kwargs_index = 1
+
+    def _prompt(self, args: tuple, doc: dict) -> tuple[str, list[Any], tuple]:
+        context, gen_kwargs, doc_to_visual = args[:3]
+        visuals = self.flatten([doc_to_visual(doc)])
+        text = context
+        if visuals and llava_hf_module.DEFAULT_IMAGE_TOKEN not in text:  # as llava_hf: image tokens first when the prompt has none
+            text = " ".join([llava_hf_module.DEFAULT_IMAGE_TOKEN] * len(visuals)) + "\n" + text
+        if self.chat_template is not None:
+            self.tokenizer.chat_template = self.chat_template
+        elif self.tokenizer.chat_template is None:
+            self.tokenizer.chat_template = llava_hf_module.VICUNA_CHAT_TEMPLATE
+        prompt = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        return prompt, visuals, (text, gen_kwargs)
+
+    def _result(self, answer: str, n_tokens: int) -> str:
+        return answer
+
+
+class LlavaVisheadsChat(BatchingAdapter, LlavaHfChat):
+    """``llava_visheads`` on lmms-eval's chat ``llava_hf`` adapter (the default); it also batches."""
+
+    _doc_reader_index = 1  # (context, doc_to_messages, gen_kwargs, doc_id, task, split)
+    _gen_kwargs_index = 2
+
+    def _prompt(self, args: tuple, doc: dict) -> tuple[str, list[Any], tuple]:
+        _, read_messages, gen_kwargs = args[:3]
+        messages = ChatMessages(messages=read_messages(doc))
+        visuals, videos, _ = messages.extract_media()
+        text = self._image_processor.apply_chat_template(messages.model_dump()["messages"], tokenize=False, add_generation_prompt=True)
+        return text, [*visuals, *videos], (text, gen_kwargs)
+
+    def _result(self, answer: str, n_tokens: int) -> GenerationResult:
+        return GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_tokens))

@@ -123,16 +123,10 @@ def flag(own: dict[str, Any], key: str) -> bool:
     raise VisheadsError(f"{key}={value} is not true or false")
 
 
-def check_batch_size(batch_size: Any, simple: bool = False) -> None:
-    """A whole number of documents per ``generate``; batches of several need the chat adapter (the default),
-    which batches them; the simple one, like lmms-eval's ``llava_hf``, generates one request at a time."""
+def check_batch_size(batch_size: Any) -> None:
+    """A whole number of documents per ``generate`` (both adapters batch them)."""
     if not str(batch_size).isdigit() or int(batch_size) < 1:
         raise VisheadsError(f"batch_size={batch_size} is not a whole number of documents; give e.g. --batch_size 8")
-    if simple and int(batch_size) > 1:
-        raise VisheadsError(
-            f"batch_size={batch_size} needs llava_visheads' chat adapter (the default), which batches documents: "
-            "drop --force_simple, or run the simple adapter with --batch_size 1"
-        )
 
 
 @dataclass(frozen=True)
@@ -147,14 +141,13 @@ class CheckedArgs:
     weights: dict[str, str | None]  # what loads: checkpoint, revision, commit, digest, dtype (visheads_eval.weights)
 
 
-def check_model_args(model_args: dict[str, Any], simple: bool = False) -> CheckedArgs:
-    """Check every key and value that can be checked without loading weights, and split them (``simple``:
-    for lmms-eval's simple adapter)."""
+def check_model_args(model_args: dict[str, Any]) -> CheckedArgs:
+    """Check every key and value that can be checked without loading weights, and split them."""
     kwargs = dict(model_args)
     check_arg_names(kwargs)
     own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
     kwargs.pop("max_batch_size", None)  # batches are --batch_size documents, never grown automatically
-    check_batch_size(kwargs.get("batch_size", 1), simple=simple)
+    check_batch_size(kwargs.get("batch_size", 1))
     given = str(kwargs.pop("pretrained", DEFAULT_PRETRAINED))
     pretrained = resolve_pretrained(given)
     config = load_llava_config(pretrained, str(kwargs.get("revision", "main")), bool(kwargs.get("trust_remote_code", False)))

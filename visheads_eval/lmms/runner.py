@@ -70,8 +70,8 @@ def _run_evaluation(argv: list[str]) -> int:
         from visheads_eval.lmms.instrumentation import Instrumentation
         from visheads_eval.lmms.model_args import check_batch_size, check_model_args
 
-        check_batch_size(args.batch_size, simple=args.force_simple)
-        checked = check_model_args(simple_parse_args_string(args.model_args), simple=args.force_simple)
+        check_batch_size(args.batch_size)
+        checked = check_model_args(simple_parse_args_string(args.model_args))
         Instrumentation(checked)  # masks, record folder
     return _evaluate(args)
 
