@@ -11,7 +11,7 @@ import pytest
 
 from tests.local_task import TASK_NAME
 from visheads_eval.lmms import runner
-from visheads_eval.lmms.instrumentation import Instrumentation
+from visheads_eval.instrumentation import Instrumentation
 from visheads_eval.records import load_records
 
 

@@ -25,6 +25,14 @@ def test_lmms_eval_console_script_is_installed() -> None:
     assert (Path(sys.executable).parent / "lmms_eval").is_file()
 
 
+def test_no_lm_eval_console_script_is_installed() -> None:
+    """lm-eval owns ``lm_eval`` and ``lm-eval``; this package reaches lm-eval through ``visheads lm-eval``."""
+    from importlib.metadata import distribution
+
+    scripts = {entry.name for entry in distribution("visheads_eval").entry_points if entry.group == "console_scripts"}
+    assert not scripts & {"lm_eval", "lm-eval"}
+
+
 def test_wheel_ships_tasks_and_head_masks_as_package_data(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
@@ -32,7 +40,7 @@ def test_wheel_ships_tasks_and_head_masks_as_package_data(tmp_path: Path) -> Non
     )
     (wheel,) = tmp_path.glob("visheads_eval-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for folder in ("tasks", "head_masks"):
+    for folder in ("tasks", "lm_eval_tasks", "head_masks"):
         shipped = [p.relative_to(REPO).as_posix() for p in (REPO / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
         assert shipped, f"{folder}/ is empty"
         for name in shipped:

@@ -14,7 +14,7 @@ import sys
 from visheads_eval.errors import VisheadsError
 
 # Modules of this package that define subcommands, in the order ``visheads --help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "data", "records", "rank", "plot", "compare", "masks", "leaderboard", "sweep", "train_tiny", "doctor")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "data", "records", "rank", "plot", "compare", "masks", "leaderboard", "sweep", "lm_eval", "train_tiny", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "passthrough"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.passthrough = extra  # a command that hands its arguments to another tool (visheads lm-eval)
     try:
         code = args.handler(args)
     except VisheadsError as error:

@@ -84,7 +84,7 @@ def _shape(args: argparse.Namespace) -> HeadShape | None:
 def _shape_from_config(pretrained: str) -> HeadShape:
     from transformers import AutoConfig
 
-    from visheads_eval.lmms.model_args import resolve_pretrained
+    from visheads_eval.model_args import resolve_pretrained
 
     try:
         config = AutoConfig.from_pretrained(resolve_pretrained(pretrained))

@@ -32,8 +32,9 @@ from tqdm import tqdm
 
 import visheads_eval
 from visheads_eval.errors import VisheadsError
-from visheads_eval.lmms.instrumentation import DocContext, Instrumentation
-from visheads_eval.lmms.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs, check_model_args
+from visheads_eval.instrumentation import DocContext, Instrumentation
+from visheads_eval.lmms.model_args import check_model_args
+from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
 from visheads_eval.records import RecordKey
 
 _run_blocks: dict[str, dict[str, Any]] = {}  # model_args as lmms-eval got them -> that run's visheads block

@@ -67,7 +67,7 @@ def _run_evaluation(argv: list[str]) -> int:
     if args.model == "llava_visheads":
         from lmms_eval.utils import simple_parse_args_string
 
-        from visheads_eval.lmms.instrumentation import Instrumentation
+        from visheads_eval.instrumentation import Instrumentation
         from visheads_eval.lmms.model_args import check_batch_size, check_model_args
 
         check_batch_size(args.batch_size)

@@ -1,4 +1,6 @@
-"""What ``llava_visheads`` does around each ``generate`` call: mask heads, record attention, keep records.
+"""What ``llava_visheads`` does around each ``generate`` call, in either host: mask heads, record attention,
+keep records. Host-agnostic: the lmms-eval and lm-eval adapters (``visheads_eval.lmms``,
+``visheads_eval.lm_eval``) hand it the loaded model, each batch's documents and their ``generate``.
 
 Its own model_args, checked before the model loads:
 
@@ -29,7 +31,7 @@ from visheads_eval.capture.recorder import POSITIONS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.geometry import region_token_mask
 from visheads_eval.heads import HeadShape
-from visheads_eval.lmms.model_args import CheckedArgs, flag
+from visheads_eval.model_args import CheckedArgs, flag
 from visheads_eval.masking.ablation import HeadMask
 from visheads_eval.masking.schema import MODES
 from visheads_eval.masking.means import HeadMeans, load_means, save_means
@@ -183,7 +185,8 @@ class Instrumentation:
             return recorder
         prompt_len = kwargs["input_ids"].shape[1]
         extended = dict(kwargs)
-        for name in ("max_new_tokens", "do_sample", "temperature", "top_p", "num_beams", "use_cache", "pad_token_id", "eos_token_id"):
+        for name in ("max_new_tokens", "max_length", "stopping_criteria", "do_sample", "temperature", "top_p", "num_beams", "use_cache",
+                     "pad_token_id", "eos_token_id"):
             extended.pop(name, None)
         extended["input_ids"] = output[:, : prompt_len + 1]
         if "attention_mask" in kwargs:

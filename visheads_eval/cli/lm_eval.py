@@ -1,0 +1,99 @@
+"""``visheads lm-eval ARGS...``: lm-evaluation-harness's own command line, with ``llava_visheads`` and PointQA.
+
+It registers the ``llava_visheads`` model (importing :mod:`visheads_eval.lm_eval`), adds the PointQA
+tasks shipped for lm-eval to the task search path, runs lm-eval's CLI with the arguments as given, and
+writes the run's ``visheads`` block into the results lm-eval saves. Exit status: 0 when the evaluation
+ran, 2 for bad input caught before the model loads (one line), 1 when the evaluation failed. It installs
+no ``lm_eval`` or ``lm-eval`` command: lm-eval owns those names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "lm-eval",
+        help="run lm-evaluation-harness with the llava_visheads model and the PointQA tasks",
+        description="Run lm-eval's own command line (`lm-eval run ...` arguments) with llava_visheads registered and "
+        "the PointQA tasks on the task path, e.g. visheads lm-eval --model llava_visheads "
+        "--model_args pretrained=visheads-tiny,mask=early_top20 --tasks pointqa --apply_chat_template",
+    )
+    parser.set_defaults(handler=run, passthrough=[])
+
+
+def run(args: argparse.Namespace) -> int:
+    import lm_eval
+    from lm_eval.__main__ import cli_evaluate
+
+    import visheads_eval.lm_eval  # noqa: F401  (registers llava_visheads)
+    from visheads_eval.errors import VisheadsError
+
+    argv = [arg for arg in args.passthrough if arg != "--"]
+    with _shipped_tasks_on_the_path(), _visheads_block_in_results(lm_eval), _argv(["lm-eval", *argv]):
+        try:
+            cli_evaluate()
+        except VisheadsError:
+            raise  # bad input, said in one line by the visheads command (exit 2)
+        except SystemExit as stop:
+            return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+        except Exception as error:  # noqa: BLE001 - any failure of the evaluation is the run's failure
+            print(f"visheads lm-eval: evaluation failed: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str]) -> Iterator[None]:
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+@contextlib.contextmanager
+def _shipped_tasks_on_the_path() -> Iterator[None]:
+    """lm-eval's TaskManager also searches the PointQA tasks shipped for lm-eval (after the user's --include_path)."""
+    from lm_eval.tasks import TaskManager
+
+    from visheads_eval.resources import lm_eval_tasks_dir
+
+    original = TaskManager.__init__
+    shipped = str(lm_eval_tasks_dir())
+
+    def init(self: TaskManager, *args: object, include_path: object = None, **kwargs: object) -> None:
+        given = [] if include_path is None else list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+        original(self, *args, include_path=[*given, shipped], **kwargs)
+
+    TaskManager.__init__ = init
+    try:
+        yield
+    finally:
+        TaskManager.__init__ = original
+
+
+@contextlib.contextmanager
+def _visheads_block_in_results(lm_eval: object) -> Iterator[None]:
+    """lm-eval's CLI calls ``lm_eval.simple_evaluate``; its results get the run's ``visheads`` block."""
+    from visheads_eval.lm_eval.model import run_block
+
+    original = lm_eval.simple_evaluate
+
+    def evaluate(*args: object, **kwargs: object) -> dict | None:
+        results = original(*args, **kwargs)
+        block = run_block(kwargs.get("model_args"))
+        if results is not None and block is not None:
+            results["visheads"] = block
+        return results
+
+    lm_eval.simple_evaluate = evaluate
+    try:
+        yield
+    finally:
+        lm_eval.simple_evaluate = original

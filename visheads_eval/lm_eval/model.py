@@ -1,0 +1,135 @@
+"""The ``llava_visheads`` model for lm-evaluation-harness: lm-eval's ``hf-multimodal``, instrumented.
+
+``LlavaVisheadsLM`` subclasses lm-eval's ``HFMultimodalLM`` and changes what lm-eval's own
+``hf_steered`` changes, in its style: this project's model_args are checked and popped before the parent
+loads anything (the same checks and one-line errors as the lmms-eval model), and every batch's
+``generate`` runs inside the run's :class:`~visheads_eval.instrumentation.Instrumentation` (masks,
+recorder, records), installed for that call and removed in ``finally``. Which document each row of a
+batch answers is read from the requests lm-eval hands ``generate_until``: the images of a row are the very
+image objects of its request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from lm_eval.api.instance import Instance
+from lm_eval.api.registry import register_model
+from lm_eval.models.hf_vlms import HFMultimodalLM
+
+import visheads_eval
+from visheads_eval.errors import VisheadsError
+from visheads_eval.instrumentation import DocContext, Instrumentation
+from visheads_eval.model_args import DEFAULT_PRETRAINED, OWN_ARGS, check_model
+from visheads_eval.records import RecordKey
+
+# lm-eval evaluates one split per task and does not name it in its requests; records carry this one.
+SPLIT = "test"
+# hf-multimodal's resizing would move a question's box (given in the image's own pixels) off its tokens.
+_RESIZING = ("image_width", "image_height", "image_max_side", "min_pixels", "max_pixels")
+
+_run_blocks: dict[str, dict[str, Any]] = {}  # model_args as lm-eval got them -> that run's visheads block
+
+
+def run_block(model_args: str | dict | None) -> dict[str, Any] | None:
+    """The ``visheads`` block of the run built from ``model_args``, kept after the model is freed."""
+    return _run_blocks.get(_args_key(model_args))
+
+
+def _args_key(model_args: str | dict | None) -> str:
+    return model_args if isinstance(model_args, str) else json.dumps(model_args or {}, sort_keys=True, default=str)
+
+
+@register_model("llava_visheads")
+class LlavaVisheadsLM(HFMultimodalLM):
+    """``llava_visheads`` in lm-eval: ``hf-multimodal`` with this project's masks and records."""
+
+    def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
+        resizing = [key for key in _RESIZING if kwargs.get(key) is not None]
+        if resizing:
+            raise VisheadsError(
+                f"llava_visheads keeps images as the task gives them (boxes and records are in their pixels); drop {', '.join(resizing)}"
+            )
+        own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
+        checked = check_model(str(pretrained), own, revision=str(kwargs.get("revision") or "main"), dtype=kwargs.get("dtype", "auto"))
+        self.instrumentation = Instrumentation(checked)
+        self._requests: dict[int, Instance] = {}  # id of a request's first image -> the request
+        self._rows: list[DocContext | None] = []  # the docs of the batch being encoded
+        super().__init__(checked.pretrained, **kwargs)
+        self.instrumentation.attach(self.model, self.processor, rank=self.rank)
+        self._block = {
+            "visheads_eval_version": visheads_eval.__version__,
+            "pretrained": checked.name,
+            "weights": checked.pretrained,
+            "model_class": type(self.model).__name__,
+            "attn_implementation": self.model.config._attn_implementation,
+            "n_layers": self.instrumentation.shape.n_layers,
+            "n_heads": self.instrumentation.shape.n_heads,
+            "args": {key: str(value) for key, value in own.items()},
+            **self.instrumentation.describe(),
+        }
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> LlavaVisheadsLM:
+        model = super().create_from_arg_string(arg_string, additional_config)
+        _run_blocks[_args_key(arg_string)] = model.describe()
+        return model
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict | None = None) -> LlavaVisheadsLM:
+        model = super().create_from_arg_obj(arg_dict, additional_config)
+        _run_blocks[_args_key(arg_dict)] = model.describe()
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        """What this run did to the model: the ``visheads`` block of the results."""
+        return dict(self._block)
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        self._requests = {id(request.args[2]["visual"][0]): request for request in requests if _visuals(request)}
+        try:
+            with self._instrumented_generate():
+                return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        finally:
+            self._requests, self._rows = {}, []
+            self.instrumentation.finish()
+
+    def tok_batch_multimodal_encode(self, strings: list[str], images: list[list], *args: Any, **kwargs: Any) -> Any:
+        self._rows = [self._context(row_images) for row_images in images]
+        return super().tok_batch_multimodal_encode(strings, images, *args, **kwargs)
+
+    def _context(self, images: list) -> DocContext | None:
+        """The document whose request holds ``images`` (a row without images is not recorded)."""
+        if not images:
+            return None
+        request = self._requests.get(id(images[0]))
+        if request is None:
+            raise VisheadsError("llava_visheads cannot tell which document a batch row answers: its images are not its request's")
+        key = RecordKey(task=str(request.task_name), split=SPLIT, doc_id=int(request.doc_id))
+        return DocContext(key=key, doc=request.doc, images=list(images))
+
+    @contextlib.contextmanager
+    def _instrumented_generate(self) -> Iterator[None]:
+        """Route the parent's ``self.model.generate`` calls through the run's instrumentation."""
+        model = self.model
+        model.generate = functools.partial(self._generate_rows, model.generate)
+        try:
+            yield
+        finally:
+            del model.generate
+
+    def _generate_rows(self, generate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.instrumentation.generate(generate, self._rows, args, kwargs)
+        except Exception as error:
+            where = ", ".join(f"task '{c.key.task}' doc {c.key.doc_id}" for c in self._rows if c is not None) or "a batch without images"
+            raise RuntimeError(f"generation failed on {where}: {type(error).__name__}: {error}") from error
+
+
+def _visuals(request: Instance) -> list:
+    args = request.args
+    return list(args[2].get("visual") or []) if len(args) > 2 and isinstance(args[2], dict) else []

@@ -1,0 +1,122 @@
+"""This project's own model_args, shared by both hosts, and the checks that run before any weights load.
+
+``mask``, ``record``, ``logit_lens`` ... mean the same in lmms-eval and lm-eval; :func:`check_model` resolves
+``pretrained`` (``visheads-tiny`` is the shipped organism), checks that it is LLaVA-family from its config
+alone and names the weights, so that a typo or a wrong model fails with one line before anything loads.
+Each host adds its own checks of its parent adapter's arguments (``visheads_eval.lmms.model_args``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import (
+    AutoConfig,
+    LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
+    PretrainedConfig,
+    VipLlavaForConditionalGeneration,
+)
+
+from visheads_eval.errors import VisheadsError, did_you_mean
+from visheads_eval.weights import weights_identity
+
+DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
+EMBEDDED_MODEL = "visheads-tiny"  # the organism that ships with the package (visheads_eval.organism)
+
+# The Hugging Face classes of the LLaVA family the paper studies, by config.model_type.
+LLAVA_FAMILY = {
+    "llava": LlavaForConditionalGeneration,  # LLaVA-1.5 (Vicuna, Llama-3, Phi-3 backbones)
+    "llava_next": LlavaNextForConditionalGeneration,  # LLaVA-1.6 / NeXT, anyres
+    "vipllava": VipLlavaForConditionalGeneration,  # ViP-LLaVA
+}
+
+# This project's own keys, popped before the parent adapter sees the rest (read by visheads_eval.instrumentation).
+OWN_ARGS = {
+    "mask": "heads to remove: a spec name, a spec file, or an inline list such as L2H5+L10H3",
+    "mask_dir": "a folder of your own mask specs (searched before the shipped ones)",
+    "ranking": "the ranking table that top/others specs read",
+    "mask_mode": "override the spec's mode: zero, mean or uniform",
+    "mask_seed": "override the spec's seed (random and others specs)",
+    "record": "a folder for per-sample, per-head attention records",
+    "position": "the recorded query: answer (first generated token, the paper's) or last_prompt",
+    "logit_lens": "true: also record the logit lens at that query (each layer's log-probability, rank and top-1 of the token "
+    "that query predicts, entropy, KL to the output); at last_prompt that token is the answer's first",
+    "head_means": "write every head's mean output over this run to this .npz file",
+}
+
+def _looks_like_local_path(value: str) -> bool:
+    """Hub ids are ``org/name``; anything else (absolute, relative, one word, deeper) is a local path."""
+    return value.startswith(("/", ".", "~")) or value.count("/") != 1 or os.path.exists(value)
+
+
+def resolve_pretrained(pretrained: str) -> str:
+    """Where to load ``pretrained`` from: the shipped organism's folder for ``visheads-tiny``, a hub id as
+    given, or a local path after checking that it exists."""
+    if pretrained == EMBEDDED_MODEL:
+        from visheads_eval.organism import weights_dir
+
+        return str(weights_dir())
+    if _looks_like_local_path(pretrained):
+        path = Path(pretrained).expanduser()
+        if not path.exists():
+            raise VisheadsError(f"pretrained path '{pretrained}' does not exist; give a model folder or a hub id")
+        if not (path / "config.json").is_file():
+            raise VisheadsError(f"pretrained path '{pretrained}' has no config.json; is it a saved Hugging Face model?")
+        return str(path.resolve())
+    return pretrained
+
+
+def load_llava_config(pretrained: str, revision: str = "main", trust_remote_code: bool = False) -> PretrainedConfig:
+    """Load the config (not the weights) and check that the model is LLaVA-family."""
+    try:
+        config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise VisheadsError(f"cannot load the config of pretrained='{pretrained}': {reason}") from error
+    if config.model_type not in LLAVA_FAMILY:
+        raise VisheadsError(
+            f"pretrained='{pretrained}' is a '{config.model_type}' model; llava_visheads supports the LLaVA family "
+            f"({', '.join(LLAVA_FAMILY)})"
+        )
+    return config
+
+
+def flag(own: dict[str, Any], key: str) -> bool:
+    """A true/false model_arg (lmms-eval hands over ``true`` as True, ``1`` as 1; other spellings as text)."""
+    value = own.get(key, False)
+    spelled = str(value).strip().lower()
+    if spelled in ("true", "1", "yes"):
+        return True
+    if spelled in ("false", "0", "no", ""):
+        return False
+    raise VisheadsError(f"{key}={value} is not true or false")
+
+
+@dataclass(frozen=True)
+class CheckedArgs:
+    """model_args after the checks: this project's own, and the rest for ``llava_hf``."""
+
+    pretrained: str  # where the weights load from
+    name: str  # the model in records, rankings and tables: visheads-tiny, the hub id, or the resolved path
+    config: PretrainedConfig
+    own: dict[str, Any]
+    parent: dict[str, Any]
+    weights: dict[str, str | None]  # what loads: checkpoint, revision, commit, digest, dtype (visheads_eval.weights)
+
+
+def check_model(pretrained: str, own: dict[str, Any], revision: str = "main", dtype: Any = "auto", trust_remote_code: bool = False,
+                parent: dict[str, Any] | None = None) -> CheckedArgs:
+    """Resolve and check ``pretrained`` from its config (no weights load); ``own`` are this project's model_args,
+    ``parent`` what the host's parent adapter gets."""
+    unknown = [key for key in own if key not in OWN_ARGS]
+    if unknown:
+        raise VisheadsError(f"unknown llava_visheads argument '{unknown[0]}'{did_you_mean(unknown[0], OWN_ARGS)}")
+    resolved = resolve_pretrained(pretrained)
+    config = load_llava_config(resolved, revision, trust_remote_code)
+    name = pretrained if pretrained == EMBEDDED_MODEL else resolved
+    weights = weights_identity(resolved, revision, dtype)
+    return CheckedArgs(pretrained=resolved, name=name, config=config, own=dict(own), parent=dict(parent or {}), weights=weights)
