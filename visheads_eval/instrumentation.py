@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,18 @@ from visheads_eval.masking.means import HeadMeans, load_means, save_means
 from visheads_eval.masking.specs import ResolvedMask, load_mask, resolve_spec
 from visheads_eval.records import RecordKey, RecordWriter
 from visheads_eval.records.format import identity_difference, read_run, run_identity
+
+@contextlib.contextmanager
+def generate_through(model: torch.nn.Module, route: Callable[..., Any]) -> Iterator[None]:
+    """While the block runs, ``model.generate(*args, **kwargs)`` is ``route(generate, *args, **kwargs)``, with
+    ``generate`` the model's own: how a host hands its parent adapter's ``generate`` calls to the run's
+    instrumentation. The instance attribute is removed in ``finally``; the class's method is back."""
+    model.generate = functools.partial(route, model.generate)
+    try:
+        yield
+    finally:
+        del model.generate
+
 
 @dataclass(frozen=True)
 class DocContext:

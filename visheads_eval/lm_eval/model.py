@@ -11,10 +11,8 @@ image objects of its request.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from lm_eval.api.instance import Instance
@@ -23,7 +21,7 @@ from lm_eval.models.hf_vlms import HFMultimodalLM
 
 import visheads_eval
 from visheads_eval.errors import VisheadsError
-from visheads_eval.instrumentation import DocContext, Instrumentation
+from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
 from visheads_eval.model_args import DEFAULT_PRETRAINED, OWN_ARGS, check_model
 from visheads_eval.records import RecordKey
 
@@ -92,7 +90,7 @@ class LlavaVisheadsLM(HFMultimodalLM):
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
         self._requests = {id(request.args[2]["visual"][0]): request for request in requests if _visuals(request)}
         try:
-            with self._instrumented_generate():
+            with generate_through(self.model, self._generate_rows):
                 return super().generate_until(requests, disable_tqdm=disable_tqdm)
         finally:
             self._requests, self._rows = {}, []
@@ -111,16 +109,6 @@ class LlavaVisheadsLM(HFMultimodalLM):
             raise VisheadsError("llava_visheads cannot tell which document a batch row answers: its images are not its request's")
         key = RecordKey(task=str(request.task_name), split=SPLIT, doc_id=int(request.doc_id))
         return DocContext(key=key, doc=request.doc, images=list(images))
-
-    @contextlib.contextmanager
-    def _instrumented_generate(self) -> Iterator[None]:
-        """Route the parent's ``self.model.generate`` calls through the run's instrumentation."""
-        model = self.model
-        model.generate = functools.partial(self._generate_rows, model.generate)
-        try:
-            yield
-        finally:
-            del model.generate
 
     def _generate_rows(self, generate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:

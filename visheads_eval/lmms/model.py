@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 import visheads_eval
 from visheads_eval.errors import VisheadsError
-from visheads_eval.instrumentation import DocContext, Instrumentation
+from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
 from visheads_eval.lmms.model_args import check_model_args
 from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
 from visheads_eval.records import RecordKey
@@ -166,7 +166,7 @@ class VisheadsAdapter:
 
     def generate_until(self, requests: list[Instance]) -> list[Any]:
         try:
-            with self._instrumented_generate():
+            with generate_through(self.model, self._generate_one):
                 results = super().generate_until([self._tracking_doc(request) for request in requests])
         finally:
             self.instrumentation.finish()
@@ -188,17 +188,6 @@ class VisheadsAdapter:
 
         args[self._doc_reader_index] = reading
         return dataclasses.replace(request, arguments=tuple(args))
-
-    @contextlib.contextmanager
-    def _instrumented_generate(self) -> Iterator[None]:
-        """Route the parent's ``self.model.generate`` calls through :meth:`_generate_one`."""
-        model = self.model
-        original = model.generate
-        model.generate = functools.partial(self._generate_one, original)
-        try:
-            yield
-        finally:
-            del model.generate
 
     def _generate_one(self, generate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
