@@ -33,6 +33,7 @@ def test_healthy_environment_passes() -> None:
     assert f"ok      torch {metadata.version('torch')} (tested: >=2.13,<2.14)" in lines
     assert f"ok      lmms-eval {metadata.version('lmms-eval')} (tested: >=0.7.3,<0.8)" in lines
     assert "ok      llava_visheads is registered with lmms-eval" in lines
+    assert "ok      llava_visheads is registered with lm-eval (visheads lm-eval)" in lines
     assert "ok      lmms_eval.evaluator imports" in lines
     launcher = [line for line in lines if "accelerate launch" in line]
     assert len(launcher) == 1 and launcher[0].startswith(("ok      accelerate launch is available", "note    accelerate launch does not start"))

@@ -59,6 +59,7 @@ def diagnose() -> Iterator[Finding]:
     yield check_import("lmms_eval.evaluator", "lmms-eval cannot evaluate; fix the versions above, then reinstall visheads_eval")
     yield check_import("lm_eval.evaluator", "lm-eval cannot evaluate; fix the versions above, then reinstall visheads_eval")
     yield check_entry_point()
+    yield check_lm_eval_model()
     yield check_launcher()
     yield from check_gpu()
 
@@ -136,6 +137,18 @@ def check_entry_point() -> Finding:
     except Exception as error:  # a finding to report, with its message
         return Finding("PROBLEM", f"lmms-eval cannot load llava_visheads ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
     return Finding("ok", "llava_visheads is registered with lmms-eval")
+
+
+def check_lm_eval_model() -> Finding:
+    """Importing ``visheads_eval.lm_eval`` registers ``llava_visheads`` with lm-eval (what ``visheads lm-eval`` does)."""
+    try:
+        import visheads_eval.lm_eval  # noqa: F401
+        from lm_eval.api.registry import get_model
+
+        get_model("llava_visheads")
+    except Exception as error:  # a finding to report, with its message
+        return Finding("PROBLEM", f"lm-eval cannot load llava_visheads ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
+    return Finding("ok", "llava_visheads is registered with lm-eval (visheads lm-eval)")
 
 
 def check_launcher() -> Finding:
