@@ -41,6 +41,24 @@ from visheads_eval.masking.specs import ResolvedMask, load_mask, resolve_spec
 from visheads_eval.records import RecordKey, RecordWriter
 from visheads_eval.records.format import identity_difference, read_run, run_identity
 
+_run_blocks: dict[str, dict[str, Any]] = {}  # model_args as the host got them -> that run's visheads block
+
+
+def remember_run(model_args: str | dict | None, instrumentation: Instrumentation) -> None:
+    """Keep the ``visheads`` block of the run built from ``model_args`` (what a host's constructor from
+    model_args calls), so that it outlives the model and stays with its own run when several share a process."""
+    _run_blocks[_args_key(model_args)] = instrumentation.describe()
+
+
+def run_block(model_args: str | dict | None) -> dict[str, Any] | None:
+    """The ``visheads`` block of the run built from ``model_args``, for the host's results file."""
+    return _run_blocks.get(_args_key(model_args))
+
+
+def _args_key(model_args: str | dict | None) -> str:
+    return model_args if isinstance(model_args, str) else json.dumps(model_args or {}, sort_keys=True, default=str)
+
+
 @contextlib.contextmanager
 def generate_through(model: torch.nn.Module, route: Callable[..., Any]) -> Iterator[None]:
     """While the block runs, ``model.generate(*args, **kwargs)`` is ``route(generate, *args, **kwargs)``, with
@@ -136,6 +154,7 @@ class Instrumentation:
     def attach(self, model: torch.nn.Module, processor: Any, rank: int) -> None:
         """Bind to the loaded model; open the record folder."""
         self._model = model
+        self._block = self._results_block(model)
         self._processor = processor
         self._tokenizer = processor.tokenizer
         if self.record_dir is not None:
@@ -146,8 +165,19 @@ class Instrumentation:
             self._accumulator = HeadMeans(model)
 
     def describe(self) -> dict[str, Any]:
-        """The ``mask`` and ``record`` entries of the results' ``visheads`` block."""
+        """What this run did to the model: the ``visheads`` block of the host's results file. Filled in by
+        :meth:`attach`, so that it stays valid after the host releases the model."""
+        return dict(self._block)
+
+    def _results_block(self, model: torch.nn.Module) -> dict[str, Any]:
         return {
+            "visheads_eval_version": visheads_eval.__version__,
+            "pretrained": self.pretrained,
+            "model_class": type(model).__name__,
+            "attn_implementation": model.config._attn_implementation,
+            "n_layers": self.shape.n_layers,
+            "n_heads": self.shape.n_heads,
+            "args": dict(self.run["model_args"]),
             "mask": self.mask.to_json() if self.mask is not None else None,
             "record": {"dir": str(self.record_dir), "position": self.position, "logit_lens": self.logit_lens} if self.record_dir else None,
             "head_means": str(self.means_path) if self.means_path else None,

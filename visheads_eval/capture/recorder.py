@@ -129,8 +129,8 @@ class HeadRecorder(HookContext):
 
     def _on_kernel_call(self, call: KernelCall, proceed: Any) -> KernelOutput:
         output = proceed()
-        batch = self._batches[-1] if self._batches else None
-        if batch is None or batch.step != self._target_step:
+        batch = self._recording_batch()
+        if batch is None:
             return output
         alpha, visible = attention_row(call)  # (batch, n_heads, kv_len), (batch, kv_len)
         uniform = visible.float() / visible.sum(-1, keepdim=True)

@@ -81,7 +81,7 @@ def _shipped_tasks_on_the_path() -> Iterator[None]:
 @contextlib.contextmanager
 def _visheads_block_in_results(lm_eval: object) -> Iterator[None]:
     """lm-eval's CLI calls ``lm_eval.simple_evaluate``; its results get the run's ``visheads`` block."""
-    from visheads_eval.lm_eval.model import run_block
+    from visheads_eval.instrumentation import run_block
 
     original = lm_eval.simple_evaluate
 

@@ -11,7 +11,6 @@ image objects of its request.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +18,8 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 from lm_eval.models.hf_vlms import HFMultimodalLM
 
-import visheads_eval
 from visheads_eval.errors import VisheadsError
-from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
+from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through, remember_run
 from visheads_eval.model_args import DEFAULT_PRETRAINED, OWN_ARGS, check_model
 from visheads_eval.records import RecordKey
 
@@ -29,18 +27,6 @@ from visheads_eval.records import RecordKey
 SPLIT = "test"
 # hf-multimodal's resizing would move a question's box (given in the image's own pixels) off its tokens.
 _RESIZING = ("image_width", "image_height", "image_max_side", "min_pixels", "max_pixels")
-
-_run_blocks: dict[str, dict[str, Any]] = {}  # model_args as lm-eval got them -> that run's visheads block
-
-
-def run_block(model_args: str | dict | None) -> dict[str, Any] | None:
-    """The ``visheads`` block of the run built from ``model_args``, kept after the model is freed."""
-    return _run_blocks.get(_args_key(model_args))
-
-
-def _args_key(model_args: str | dict | None) -> str:
-    return model_args if isinstance(model_args, str) else json.dumps(model_args or {}, sort_keys=True, default=str)
-
 
 @register_model("llava_visheads")
 class LlavaVisheadsLM(HFMultimodalLM):
@@ -59,33 +45,22 @@ class LlavaVisheadsLM(HFMultimodalLM):
         self._rows: list[DocContext | None] = []  # the docs of the batch being encoded
         super().__init__(checked.pretrained, **kwargs)
         self.instrumentation.attach(self.model, self.processor, rank=self.rank)
-        self._block = {
-            "visheads_eval_version": visheads_eval.__version__,
-            "pretrained": checked.name,
-            "weights": checked.pretrained,
-            "model_class": type(self.model).__name__,
-            "attn_implementation": self.model.config._attn_implementation,
-            "n_layers": self.instrumentation.shape.n_layers,
-            "n_heads": self.instrumentation.shape.n_heads,
-            "args": {key: str(value) for key, value in own.items()},
-            **self.instrumentation.describe(),
-        }
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> LlavaVisheadsLM:
         model = super().create_from_arg_string(arg_string, additional_config)
-        _run_blocks[_args_key(arg_string)] = model.describe()
+        remember_run(arg_string, model.instrumentation)
         return model
 
     @classmethod
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict | None = None) -> LlavaVisheadsLM:
         model = super().create_from_arg_obj(arg_dict, additional_config)
-        _run_blocks[_args_key(arg_dict)] = model.describe()
+        remember_run(arg_dict, model.instrumentation)
         return model
 
     def describe(self) -> dict[str, Any]:
         """What this run did to the model: the ``visheads`` block of the results."""
-        return dict(self._block)
+        return self.instrumentation.describe()
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
         self._requests = {id(request.args[2]["visual"][0]): request for request in requests if _visuals(request)}

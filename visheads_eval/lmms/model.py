@@ -30,14 +30,12 @@ from lmms_eval.utils import simple_parse_args_string
 from PIL import Image
 from tqdm import tqdm
 
-import visheads_eval
 from visheads_eval.errors import VisheadsError
-from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
+from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through, remember_run
 from visheads_eval.lmms.model_args import check_model_args
-from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
+from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY
 from visheads_eval.records import RecordKey
 
-_run_blocks: dict[str, dict[str, Any]] = {}  # model_args as lmms-eval got them -> that run's visheads block
 _shared: dict[tuple, VisheadsAdapter] | None = None  # loaded models by (class, weights, loading args), while shared
 
 
@@ -57,16 +55,6 @@ def sharing_loaded_models() -> Iterator[None]:
         yield
     finally:
         _shared = None
-
-
-def run_block(model_args: str | dict) -> dict[str, Any] | None:
-    """What the run built from ``model_args`` did to the model (the results file's ``visheads`` block), kept
-    per run so that it outlives the model and stays with its own run when several share a process."""
-    return _run_blocks.get(_args_key(model_args))
-
-
-def _args_key(model_args: str | dict | None) -> str:
-    return model_args if isinstance(model_args, str) else json.dumps(model_args or {}, sort_keys=True, default=str)
 
 
 class GenerationFailed(RuntimeError):
@@ -115,7 +103,7 @@ class VisheadsAdapter:
             # llava_hf takes them from accelerate only when it places the model itself (cuda:<rank>), so with a
             # device_map (cpu, or auto over several GPUs) every process would call itself rank 0.
             self._rank, self._world_size = int(os.environ.get("RANK", "0")), world_size
-        self._instrument(instrumentation, checked)
+        self._instrument(instrumentation)
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> VisheadsAdapter:
@@ -130,9 +118,9 @@ class VisheadsAdapter:
             if key not in _shared:
                 _shared[key] = cls(**args)
             else:
-                _shared[key]._instrument(Instrumentation(checked), checked)
+                _shared[key]._instrument(Instrumentation(checked))
             adapter = _shared[key]
-        _run_blocks[_args_key(arg_string)] = adapter.describe()
+        remember_run(arg_string, adapter.instrumentation)
         return adapter
 
     def clean(self) -> None:
@@ -141,28 +129,14 @@ class VisheadsAdapter:
             return
         super().clean()
 
-    def _instrument(self, instrumentation: Instrumentation, checked: CheckedArgs) -> None:
+    def _instrument(self, instrumentation: Instrumentation) -> None:
         """Bind a run's masks, recording and means to the loaded model."""
         self.instrumentation = instrumentation
         instrumentation.attach(self.model, self._image_processor, rank=self.rank)
-        self._run_info = {
-            "visheads_eval_version": visheads_eval.__version__,
-            "pretrained": checked.name,
-            "weights": checked.pretrained,
-            "model_class": type(self.model).__name__,
-            "attn_implementation": self.model.config._attn_implementation,
-            "n_layers": instrumentation.shape.n_layers,
-            "n_heads": instrumentation.shape.n_heads,
-            "args": {key: str(value) for key, value in checked.own.items()},
-            **instrumentation.describe(),
-        }
 
     def describe(self) -> dict[str, Any]:
-        """What this run did to the model, for the ``visheads`` block of lmms-eval's results file.
-
-        Filled in while the model is loaded, so it stays valid after lmms-eval releases the model.
-        """
-        return dict(self._run_info)
+        """What this run did to the model, for the ``visheads`` block of lmms-eval's results file."""
+        return self.instrumentation.describe()
 
     def generate_until(self, requests: list[Instance]) -> list[Any]:
         try:

@@ -182,7 +182,7 @@ def _annotating_results(failures: list[BaseException]) -> Iterator[None]:
     save = EvaluationTracker.save_results_aggregated
 
     def saving(tracker: EvaluationTracker, results: dict, samples: Any, datetime_str: str) -> None:
-        from visheads_eval.lmms.model import run_block
+        from visheads_eval.instrumentation import run_block
 
         block = run_block(results.get("config", {}).get("model_args"))
         if block is not None:
