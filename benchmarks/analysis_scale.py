@@ -12,7 +12,7 @@ figure two ways:
 Each step is reported in wall-clock seconds and in CPU seconds (user + system, of this process and of
 the ``visheads`` processes it starts): on a shared machine the CPU seconds are what one free CPU needs.
 
-usage: python benchmarks/analysis_scale.py [--root DIR] [--samples 5700] [--seed 0] [--keep]
+usage: python -m benchmarks.analysis_scale [--root DIR] [--samples 5700] [--seed 0] [--keep]
 
 Without ``--root`` the data go to a temporary folder that is removed at the end (``--keep`` keeps it).
 About 6.5 GB at full size; writing it takes minutes, and is not part of the timings.
@@ -40,9 +40,9 @@ from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdow
 from visheads_eval.analysis.output import write_atomic, write_text_atomic
 from visheads_eval.analysis.ranking_table import ranking_table
 from visheads_eval.analysis.results import NO_MASK, find_runs
-from visheads_eval.analysis.synthetic import write_results
+from tests.synthetic_results import write_results
 from visheads_eval.ranking import default_ranking_path, write_ranking
-from visheads_eval.records.synthetic import write_synthetic_records
+from tests.synthetic_records import write_synthetic_records
 
 # The paper's Table 1: model -> (layers, heads).
 MODELS = {

@@ -7,7 +7,7 @@ settings, with ``HeadRecorder`` at the answer position: the paper's detection sc
 are k random heads drawn as the ``random`` mask specs draw them (seeds 0, 1, 2). The report gives the
 accuracy drops and their ratio (top drop / mean random drop).
 
-    python benchmarks/organism_visual_heads.py [--model DIR] [--docs 210] [--k 10%] [--json out.json]
+    python -m benchmarks.organism_visual_heads [--model DIR] [--docs 210] [--k 10%] [--json out.json]
 
 The evaluation docs are the shipped PointQA test split (``tasks/pointqa/data/test.parquet``).
 """
@@ -31,7 +31,7 @@ from visheads_eval.masking.ablation import HeadMask
 from visheads_eval.masking.schema import Selection
 from visheads_eval.masking.select import select_heads
 from visheads_eval.organism import weights_dir
-from visheads_eval.organism.evaluate import accuracy_by_setting, pointqa_head_maps
+from tools.organism.evaluate import accuracy_by_setting, pointqa_head_maps
 from visheads_eval.resources import tasks_dir
 
 SEEDS = (0, 1, 2)

@@ -1,12 +1,12 @@
 """Size on disk and reading time of a record set at the paper's scale: a 40 x 40 model, 5,700 samples.
 
-Writes seeded synthetic records (visheads_eval.records.synthetic: per-head Beta distributions at full
+Writes seeded synthetic records (tests.synthetic_records: per-head Beta distributions at full
 float32 precision, so they compress no better than real ones) with RecordWriter, then loads them back
 and reads every statistic, timing each step. Prints a table and, last, one JSON line with every figure
 and the seed.
 
-    .venv/bin/python benchmarks/record_size.py                      # 40 x 40, 5,700 samples
-    .venv/bin/python benchmarks/record_size.py --n-layers 32 --n-heads 32 --samples 1000 --out /tmp/rec
+    .venv/bin/python -m benchmarks.record_size                      # 40 x 40, 5,700 samples
+    .venv/bin/python -m benchmarks.record_size --n-layers 32 --n-heads 32 --samples 1000 --out /tmp/rec
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from visheads_eval.records import STATISTICS, load_records
-from visheads_eval.records.synthetic import write_synthetic_records
+from tests.synthetic_records import write_synthetic_records
 
 
 def main() -> None:

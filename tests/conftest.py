@@ -21,8 +21,9 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Datasets' cache in a temporary folder, so tests never read or pollute the user's."""
+    """Datasets' and visheads' caches in temporary folders, so tests never read or pollute the user's."""
     os.environ["HF_DATASETS_CACHE"] = str(tmp_path_factory.mktemp("hf_datasets_cache"))
+    os.environ["VISHEADS_CACHE"] = str(tmp_path_factory.mktemp("visheads_cache"))  # no user-installed organism
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visheads_eval.analysis.synthetic import write_results
+from tests.synthetic_results import write_results
 from visheads_eval.cli import main
 from visheads_eval.heads import HeadShape
 from visheads_eval.ranking import read_ranking
 from visheads_eval.records import RecordKey, RecordWriter, load_records
-from visheads_eval.records.synthetic import synthetic_stats, write_synthetic_records
+from tests.synthetic_records import synthetic_stats, write_synthetic_records
 
 TASKS = ("pointqa_visual_general", "pope")
 

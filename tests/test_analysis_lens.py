@@ -13,7 +13,7 @@ from tests.test_analysis_cli import visheads
 from visheads_eval.analysis.lens import lens_curves, settle_readings
 from visheads_eval.errors import VisheadsError
 from visheads_eval.records import RecordKey, RecordWriter, load_records
-from visheads_eval.records.synthetic import synthetic_stats
+from tests.synthetic_records import synthetic_stats
 
 L, H = 4, 3
 RUN = {"model": "org/lens-model", "position": "last_prompt", "logit_lens": True}

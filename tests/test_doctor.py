@@ -14,6 +14,7 @@ import pytest
 from visheads_eval.cli import main
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _fake_distribution(root: Path, name: str, version: str, module_source: str | None = None) -> None:
@@ -35,6 +36,7 @@ def test_healthy_environment_passes() -> None:
     assert "ok      llava_visheads is registered with lmms-eval" in lines
     assert "ok      llava_visheads is registered with lm-eval (visheads lm-eval)" in lines
     assert "ok      lmms_eval.evaluator imports" in lines
+    assert f"ok      visheads-tiny: the shipped organism ({REPO / 'visheads_eval' / 'organism' / 'weights'})" in lines
     launcher = [line for line in lines if "accelerate launch" in line]
     assert len(launcher) == 1 and launcher[0].startswith(("ok      accelerate launch is available", "note    accelerate launch does not start"))
     assert not any(line.startswith("PROBLEM") for line in lines)

@@ -33,8 +33,8 @@ from transformers.image_utils import SizeDict
 from tests.tiny_models import FAMILIES, GRID_PINPOINTS, WORDS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.geometry import image_token_count, region_token_mask
-from visheads_eval.tiny.processor import CHAT_TEMPLATE, build_llava_next_processor, build_llava_processor
-from visheads_eval.tiny.tokenizer import build_tokenizer
+from tools.tiny.processor import CHAT_TEMPLATE, build_llava_next_processor, build_llava_processor
+from tools.tiny.tokenizer import build_tokenizer
 
 TOKENIZER = build_tokenizer(WORDS)
 LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]  # llava-v1.6 default

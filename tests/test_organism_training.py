@@ -1,4 +1,5 @@
-"""`visheads train-tiny`: a run is reproducible from its seed, recorded on disk, and installable."""
+"""`python -m tools.organism`: a run is reproducible from its seed, recorded on disk, and installable into the
+user's cache, where `pretrained=visheads-tiny` finds it."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from visheads_eval.cli import main
 from visheads_eval.data import synth
-from visheads_eval.organism.batches import PATCH_ATTRIBUTES_INDEX, sample_batch
-from visheads_eval.organism.model import Architecture, build_processor
-from visheads_eval.organism.runs import install_run, train_run
-from visheads_eval.organism.train import TrainConfig, attention_targets
+from tools.organism.__main__ import main
+from tools.organism.batches import PATCH_ATTRIBUTES_INDEX, sample_batch
+from tools.organism.model import Architecture, build_processor
+from tools.organism.runs import install_run, train_run
+from tools.organism.train import TrainConfig, attention_targets
 
 TINY = TrainConfig(
     architecture=Architecture(vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=3, text_heads=4, text_intermediate=64),
@@ -68,9 +69,7 @@ def test_run_folder_records_config_seed_log_and_times(runs: dict[str, Path]) -> 
 
 def test_an_existing_folder_is_not_overwritten(runs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     before = _weights(runs["a"])
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train-tiny", str(runs["a"])])
-    assert exit_info.value.code == 2
+    assert main([str(runs["a"])]) == 2
     assert "already exists" in capsys.readouterr().err
     after = _weights(runs["a"])
     assert all(torch.equal(before[key], after[key]) for key in before)
@@ -81,9 +80,30 @@ def test_install_copies_the_run_and_refuses_an_unfinished_one(runs: dict[str, Pa
     assert (target / "model.safetensors").read_bytes() == (runs["a"] / "model" / "model.safetensors").read_bytes()
     assert {"config.json", "tokenizer.json", "processor_config.json", "train_config.json", "summary.json"} <= {p.name for p in target.iterdir()}
     (tmp_path / "half").mkdir()
-    with pytest.raises(ValueError, match="not a finished `visheads train-tiny` run"):
+    with pytest.raises(ValueError, match="not a finished organism training run"):
         install_run(tmp_path / "half", tmp_path / "weights")
     assert (target / "model.safetensors").exists(), "a refused install leaves the installed weights alone"
+
+
+def test_install_goes_to_the_user_cache_and_visheads_tiny_loads_it(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import visheads_eval
+    from visheads_eval.cli.doctor import check_organism
+    from visheads_eval.model_args import resolve_pretrained
+    from visheads_eval.organism import SHIPPED_DIR
+
+    monkeypatch.setenv("VISHEADS_CACHE", str(tmp_path / "cache"))
+    shipped_before = {p.name: p.read_bytes() for p in SHIPPED_DIR.iterdir()}
+    assert Path(resolve_pretrained("visheads-tiny")) == SHIPPED_DIR, "nothing installed: the shipped organism"
+    assert main([str(runs["c"]), "--install"]) == 0
+    installed = tmp_path / "cache" / "models" / "visheads-tiny"
+    assert str(installed) in capsys.readouterr().out
+    assert (installed / "model.safetensors").read_bytes() == (runs["c"] / "model" / "model.safetensors").read_bytes()
+    assert Path(resolve_pretrained("visheads-tiny")) == installed
+    assert check_organism().line() == f"note    visheads-tiny: a re-trained organism installed in {installed} (delete it to use the shipped one)"
+    assert {p.name: p.read_bytes() for p in SHIPPED_DIR.iterdir()} == shipped_before, "the package is left alone"
+    assert not any(Path(visheads_eval.__file__).parent.rglob("model.safetensors.*")), "nothing staged in the package"
 
 
 def test_attention_targets_point_at_the_exemplar_and_its_kind() -> None:

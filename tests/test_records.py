@@ -18,7 +18,7 @@ from visheads_eval.errors import VisheadsError
 from visheads_eval.records import STATISTICS, RecordKey, RecordWriter, load_records
 from visheads_eval.records import reader as reader_module
 from visheads_eval.records import writer as writer_module
-from visheads_eval.records.synthetic import write_synthetic_records
+from tests.synthetic_records import write_synthetic_records
 
 L, H = 3, 4
 RUN = {"model": "tiny/llava", "model_args": "pretrained=tiny/llava", "position": "last_prompt", "mask": None, "seeds": {"mask": 0}}

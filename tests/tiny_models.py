@@ -24,8 +24,8 @@ from transformers import (
     VipLlavaForConditionalGeneration,
 )
 
-from visheads_eval.tiny.processor import build_llava_next_processor, build_llava_processor
-from visheads_eval.tiny.tokenizer import build_tokenizer
+from tools.tiny.processor import build_llava_next_processor, build_llava_processor
+from tools.tiny.tokenizer import build_tokenizer
 
 FAMILIES = ("llava_llama", "llava_mistral", "llava_phi3", "llava_next", "vipllava")
 WORDS = (

@@ -25,7 +25,7 @@ from visheads_eval.errors import VisheadsError, did_you_mean
 from visheads_eval.weights import weights_identity
 
 DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
-EMBEDDED_MODEL = "visheads-tiny"  # the organism that ships with the package (visheads_eval.organism)
+EMBEDDED_MODEL = "visheads-tiny"  # the organism (visheads_eval.organism): shipped, or re-trained and installed in the user cache
 
 # The Hugging Face classes of the LLaVA family the paper studies, by config.model_type.
 LLAVA_FAMILY = {

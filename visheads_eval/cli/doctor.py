@@ -61,6 +61,7 @@ def diagnose() -> Iterator[Finding]:
     yield check_entry_point()
     yield check_lm_eval_model()
     yield check_launcher()
+    yield check_organism()
     yield from check_gpu()
 
 
@@ -158,6 +159,19 @@ def check_launcher() -> Finding:
         return Finding("ok", "accelerate launch is available for several processes")
     return Finding("note", f"accelerate launch does not start ({_describe(error)}): launch several processes with "
                    "`torchrun --nproc_per_node N $(which lmms_eval) ...`, the launcher it runs underneath")
+
+
+def check_organism() -> Finding:
+    """Which weights ``pretrained=visheads-tiny`` loads: the shipped ones, or a run installed in the user's cache."""
+    from visheads_eval.organism import SHIPPED_DIR, installed_dir, weights_dir
+
+    try:
+        loads = weights_dir()
+    except FileNotFoundError as error:
+        return Finding("PROBLEM", str(error))
+    if loads == SHIPPED_DIR:
+        return Finding("ok", f"visheads-tiny: the shipped organism ({SHIPPED_DIR})")
+    return Finding("note", f"visheads-tiny: a re-trained organism installed in {installed_dir()} (delete it to use the shipped one)")
 
 
 def check_gpu() -> Iterator[Finding]:

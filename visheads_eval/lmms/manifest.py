@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from lmms_eval.models.registry_v2 import ModelManifest
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lmms_eval.models.registry_v2 import ModelManifest
 
 
 def manifests() -> list[ModelManifest]:
-    """The payload lmms-eval loads from this package's entry point."""
+    """The payload lmms-eval loads from this package's entry point. lmms-eval is imported here, not at the
+    top: importing ``lmms_eval.models`` loads the entry points, and this module must be complete by then
+    (imported first, it would otherwise register nothing)."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
     return [
         ModelManifest(
             model_id="llava_visheads",

@@ -21,7 +21,7 @@ from visheads_eval.capture import HeadRecorder
 from visheads_eval.data.pointqa import DEFAULT_POST_PROMPT, QUESTION_KINDS, VARIANTS
 from visheads_eval.data.pointqa_task import METRIC, pointqa_doc_to_text, pointqa_doc_to_visual, pointqa_process_results
 from visheads_eval.errors import VisheadsError
-from visheads_eval.organism.batches import chat_prompt
+from tools.organism.batches import chat_prompt
 
 SETTINGS = tuple((variant, kind) for variant in VARIANTS for kind in QUESTION_KINDS)
 MAX_NEW_TOKENS = 16  # as the tasks' generation_kwargs

@@ -1,4 +1,4 @@
-"""A training run on disk, and installing one as the shipped organism.
+"""A training run on disk, and installing one as the organism (in the user's cache, or shipped).
 
 ``<out>/`` holds ``model/`` (``save_pretrained`` of the model and its processor), ``train_config.json``
 (the full config, seed included, and the command), ``train_log.jsonl`` (one line per logged step) and
@@ -22,9 +22,8 @@ import visheads_eval
 from visheads_eval.analysis.output import write_text_atomic
 from visheads_eval.data import synth
 from visheads_eval.errors import VisheadsError
-from visheads_eval.organism import WEIGHTS_DIR
-from visheads_eval.organism.evaluate import accuracy_by_setting
-from visheads_eval.organism.train import TrainConfig, train
+from tools.organism.evaluate import accuracy_by_setting
+from tools.organism.train import TrainConfig, train
 
 RUN_FILES = ("train_config.json", "train_log.jsonl", "summary.json")
 HELDOUT_SEED = 1  # held-out docs: `visheads data synth OUT --seed 1 --split heldout=N`
@@ -53,7 +52,7 @@ def train_run(out_dir: Path, config: TrainConfig, command: str, heldout_docs: in
             log_file.write(json.dumps(entry) + "\n")
             log_file.flush()
 
-        with tqdm(total=config.vision_steps + config.steps, desc="train-tiny", unit="step") as bar:
+        with tqdm(total=config.vision_steps + config.steps, desc="organism", unit="step") as bar:
             model, processor = train(config, log, progress=lambda: bar.update(1))
     wall, cpu = time.time() - started, time.process_time() - cpu_started
     model.save_pretrained(partial / "model")
@@ -81,12 +80,14 @@ def check_run(run_dir: Path) -> None:
     """Raise unless ``run_dir`` is a finished training run."""
     missing = [name for name in (*RUN_FILES, "model/config.json", "model/model.safetensors") if not (run_dir / name).is_file()]
     if missing:
-        raise VisheadsError(f"{run_dir} is not a finished `visheads train-tiny` run (missing {', '.join(missing)})")
+        raise VisheadsError(f"{run_dir} is not a finished organism training run (`python -m tools.organism`) (missing {', '.join(missing)})")
 
 
-def install_run(run_dir: Path, target: Path = WEIGHTS_DIR) -> Path:
-    """Make the run in ``run_dir`` the shipped organism: its model, processor and run files go to ``target``."""
+def install_run(run_dir: Path, target: Path) -> Path:
+    """Make the run in ``run_dir`` the organism in ``target``: its model, processor and run files replace
+    what ``target`` held, all at once (a refused or failed install leaves ``target`` as it was)."""
     check_run(run_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(f".{target.name}.new")
     if staged.exists():
         shutil.rmtree(staged)

@@ -36,8 +36,8 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import Head
-from visheads_eval.organism.batches import PATCH_ATTRIBUTES, PATCH_ATTRIBUTES_INDEX, Batch, sample_batch, sample_images
-from visheads_eval.organism.model import Architecture, build_model, build_processor
+from tools.organism.batches import PATCH_ATTRIBUTES, PATCH_ATTRIBUTES_INDEX, Batch, sample_batch, sample_images
+from tools.organism.model import Architecture, build_model, build_processor
 
 Log = Callable[[dict], None]
 

@@ -14,8 +14,8 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCon
 
 from visheads_eval.data import synth
 from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS, question_text
-from visheads_eval.tiny.processor import build_llava_processor
-from visheads_eval.tiny.tokenizer import build_tokenizer
+from tools.tiny.processor import build_llava_processor
+from tools.tiny.tokenizer import build_tokenizer
 
 PATCH_SIZE = 14
 IMAGE_SIZE = synth.GRID * PATCH_SIZE
