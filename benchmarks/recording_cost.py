@@ -1,9 +1,10 @@
 """What recording attention costs: a plain SDPA forward vs. HeadRecorder (without and with the logit
 lens) vs. eager output_attentions.
 
-A random LLaVA whose language model is 1024 wide, 8 layers, 16 heads, with LLaVA-1.5's vocabulary of
-32,064 tokens (the vision tower is kept tiny so the language model dominates), fed one image of N image
-tokens plus a short question, as a steady
+A random LLaVA with LLaVA-1.5's vocabulary of 32,064 tokens (the vision tower is kept tiny so the language
+model dominates) whose language model is ``--shape small`` (1024 wide, 8 layers, 16 heads; the CPU
+default) or ``--shape 7b`` (Vicuna-7B's: 4096 wide, 32 layers x 32 heads, MLP 11008; ``--layers`` cuts
+it, and the tables say so), fed one image of N image tokens plus a short question, as a steady
 stream of samples (each its own forward, and for the recorder its own ``HeadRecorder``, as
 ``llava_visheads`` records one document after another):
 
@@ -11,17 +12,20 @@ stream of samples (each its own forward, and for the recorder its own ``HeadReco
   ``--samples`` rounds, so that the ratios come from one run on the same machine state; every forward
   computes the logits of the last position only, as ``generate``'s prefill does;
 - memory: one process per variant and N runs ``--samples`` consecutive samples; the figure is the
-  process's peak resident set over all of them (a high-water mark, so anything a sample leaves behind
-  for the next one, such as tensors held by a reference cycle, shows up), with Python's garbage
-  collector left as it is by default.
+  peak over all of them (a high-water mark, so anything a sample leaves behind for the next one, such as
+  tensors held by a reference cycle, shows up), with Python's garbage collector left as it is by
+  default: on a CPU the process's peak resident set, on a GPU CUDA's peak allocated memory
+  (``torch.cuda.max_memory_allocated``); on a GPU times are taken after ``torch.cuda.synchronize()``.
 
     python benchmarks/recording_cost.py                      # N = 576, 1296, 1936, 2916
     python benchmarks/recording_cost.py --tokens 2916 --samples 4 --out result.json
+    python benchmarks/recording_cost.py --shape 7b --device cuda --dtype bfloat16 --tokens 576 2916   # a GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -33,6 +37,34 @@ VARIANTS = ("sdpa", "recorder", "lens", "eager")
 PATCH = 14
 VOCAB = 32064
 IMAGE_TOKEN = 32000
+SHAPES = {  # language model: hidden, MLP, layers, heads
+    "small": (1024, 2816, 8, 16),
+    "7b": (4096, 11008, 32, 32),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What one benchmark run measures on."""
+
+    shape: str
+    layers: int
+    dtype: str
+    device: str
+
+    def argv(self) -> list[str]:
+        return ["--shape", self.shape, "--layers", str(self.layers), "--dtype", self.dtype, "--device", self.device]
+
+    def describe(self) -> str:
+        hidden, _, layers, heads = SHAPES[self.shape]
+        cut = f" (cut from {layers})" if self.layers != layers else ""
+        return f"language model {hidden} wide, {self.layers} layers{cut} x {heads} heads, {self.dtype}, {self.device}"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _rss_kib(field: str) -> int:
@@ -42,26 +74,35 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _model(side: int, attn: str, samples: int):
+def _model(side: int, attn: str, samples: int, setting: Setting):
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     torch.manual_seed(0)
-    text = LlamaConfig(vocab_size=VOCAB, hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
-                       num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=4096)
+    hidden, mlp, _, heads = SHAPES[setting.shape]
+    text = LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=setting.layers,
+                       num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=4096)
     vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
                               image_size=side * PATCH, patch_size=PATCH)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN)
-    model = LlavaForConditionalGeneration(config).eval()
+    model = LlavaForConditionalGeneration(config).eval().to(setting.device, getattr(torch, setting.dtype))
     model.set_attn_implementation(attn)
     torch.manual_seed(1)
     stream = []
     for _ in range(samples):  # a different image and question per sample
         question = torch.randint(3, VOCAB - 1, (60,))
         input_ids = torch.cat([torch.tensor([1]), torch.full((side * side,), IMAGE_TOKEN), question])[None]
-        stream.append({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-                       "pixel_values": torch.randn(1, 3, side * PATCH, side * PATCH)})
+        pixel_values = torch.randn(1, 3, side * PATCH, side * PATCH, dtype=getattr(torch, setting.dtype))
+        stream.append({"input_ids": input_ids.to(setting.device), "attention_mask": torch.ones_like(input_ids).to(setting.device),
+                       "pixel_values": pixel_values.to(setting.device)})
     return model, stream
+
+
+def _sync(setting: Setting) -> None:
+    import torch
+
+    if setting.device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _forward(variant: str, model, inputs) -> None:
@@ -69,41 +110,51 @@ def _forward(variant: str, model, inputs) -> None:
 
     from visheads_eval.capture import HeadRecorder
 
+    shape = (1, model.config.text_config.num_hidden_layers, model.config.text_config.num_attention_heads)
     with torch.inference_mode():
         if variant == "eager":
-            assert len(model(**inputs, logits_to_keep=1, output_attentions=True).attentions) == 8
+            assert len(model(**inputs, logits_to_keep=1, output_attentions=True).attentions) == shape[1]
         elif variant in ("recorder", "lens"):
             with HeadRecorder(model, logit_lens=variant == "lens") as recorder:
                 model(**inputs, logits_to_keep=1)
-            assert recorder.stats["image_attn"].shape == (1, 8, 16)
+            assert recorder.stats["image_attn"].shape == shape
             if variant == "lens":
-                assert recorder.lens["answer_rank"].shape == (1, 9)
+                assert recorder.lens["answer_rank"].shape == (1, shape[1] + 1)
         else:
             model(**inputs, logits_to_keep=1)
 
 
-def measure_time(side: int, samples: int) -> dict:
-    """Child process: the three variants interleaved over the stream, one warm-up round, median of ``samples`` rounds."""
-    sdpa_model, stream = _model(side, "sdpa", samples + 1)
-    eager_model, _ = _model(side, "eager", 0)
+def measure_time(side: int, samples: int, setting: Setting) -> dict:
+    """Child process: the variants interleaved over the stream, one warm-up round, median of ``samples`` rounds."""
+    sdpa_model, stream = _model(side, "sdpa", samples + 1, setting)
+    eager_model, _ = _model(side, "eager", 0, setting)
     models = {"sdpa": sdpa_model, "recorder": sdpa_model, "lens": sdpa_model, "eager": eager_model}
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for round_, inputs in enumerate(stream):
         for variant in VARIANTS:
+            _sync(setting)
             start = time.perf_counter()
             _forward(variant, models[variant], inputs)
+            _sync(setting)
             if round_:  # round 0 warms up
                 times[variant].append(time.perf_counter() - start)
     return {variant: statistics.median(values) for variant, values in times.items()}
 
 
-def measure_memory(variant: str, side: int, samples: int) -> dict:
-    """Child process: peak resident memory over ``samples`` consecutive samples of ``variant``, and of the model alone."""
-    model, stream = _model(side, "eager" if variant == "eager" else "sdpa", samples)
-    baseline = _rss_kib("VmRSS")
+def measure_memory(variant: str, side: int, samples: int, setting: Setting) -> dict:
+    """Child process: peak memory over ``samples`` consecutive samples of ``variant``, and of the model and
+    inputs alone: the resident set on a CPU, CUDA's allocated memory on a GPU."""
+    import torch
+
+    model, stream = _model(side, "eager" if variant == "eager" else "sdpa", samples, setting)
+    on_gpu = setting.device.startswith("cuda")
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    baseline = torch.cuda.memory_allocated() / 2**20 if on_gpu else _rss_kib("VmRSS") / 1024
     for inputs in stream:
         _forward(variant, model, inputs)
-    return {"peak_mib": _rss_kib("VmHWM") / 1024, "baseline_mib": baseline / 1024}
+    peak = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else _rss_kib("VmHWM") / 1024
+    return {"peak_mib": peak, "baseline_mib": baseline}
 
 
 def _child(*args: str) -> dict:
@@ -118,22 +169,34 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[576, 1296, 1936, 2916], help="image tokens (perfect squares)")
     parser.add_argument("--samples", type=int, default=6, help="consecutive samples per variant (default 6)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "recording_cost.json")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="small", help="the language model's shape (default small)")
+    parser.add_argument("--layers", type=int, help="keep this many of the shape's layers (default: all)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: bfloat16 on a GPU, float32 on a CPU")
+    parser.add_argument("--device", default="cuda" if _cuda() else "cpu", help="default: cuda when available, else cpu")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    setting = Setting(args.shape, args.layers or SHAPES[args.shape][2],
+                      args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"), args.device)
     if args.child:
         kind, *rest = args.child
-        result = measure_time(int(rest[0]), args.samples) if kind == "time" else measure_memory(rest[0], int(rest[1]), args.samples)
+        if kind == "time":
+            result = measure_time(int(rest[0]), args.samples, setting)
+        else:
+            result = measure_memory(rest[0], int(rest[1]), args.samples, setting)
         print(json.dumps(result))
         return
+    memory_kind = "CUDA peak allocated" if setting.device.startswith("cuda") else "peak resident set"
+    print(f"{setting.describe()}; memory: {memory_kind}", flush=True)
     rows = []
     for tokens in args.tokens:
         side = round(tokens**0.5)
         if side * side != tokens:
             parser.error(f"--tokens {tokens} is not a square number of patches")
-        seconds = _child("time", str(side), "--samples", str(args.samples))
+        seconds = _child("time", str(side), "--samples", str(args.samples), *setting.argv())
         for variant in VARIANTS:
-            memory = _child("memory", variant, str(side), "--samples", str(args.samples))
-            rows.append({"image_tokens": tokens, "variant": variant, "seconds": seconds[variant], **memory})
+            memory = _child("memory", variant, str(side), "--samples", str(args.samples), *setting.argv())
+            rows.append({"image_tokens": tokens, "variant": variant, "seconds": seconds[variant], **memory,
+                         **dataclasses.asdict(setting), "memory": memory_kind})
             print(f"{tokens:5d} image tokens  {variant:8s}  {seconds[variant]:7.2f} s  peak {memory['peak_mib']:7.0f} MiB "
                   f"(model and inputs alone {memory['baseline_mib']:.0f} MiB)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
