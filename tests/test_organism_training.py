@@ -88,13 +88,13 @@ def test_install_copies_the_run_and_refuses_an_unfinished_one(runs: dict[str, Pa
 def test_install_goes_to_the_user_cache_and_visheads_tiny_loads_it(
     runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import visheads_eval
     from visheads_eval.cli.doctor import check_organism
     from visheads_eval.model_args import resolve_pretrained
     from visheads_eval.organism import SHIPPED_DIR
 
     monkeypatch.setenv("VISHEADS_CACHE", str(tmp_path / "cache"))
     shipped_before = {p.name: p.read_bytes() for p in SHIPPED_DIR.iterdir()}
+    package_before = sorted(p.name for p in SHIPPED_DIR.parent.iterdir())
     assert Path(resolve_pretrained("visheads-tiny")) == SHIPPED_DIR, "nothing installed: the shipped organism"
     assert main([str(runs["c"]), "--install"]) == 0
     installed = tmp_path / "cache" / "models" / "visheads-tiny"
@@ -103,7 +103,7 @@ def test_install_goes_to_the_user_cache_and_visheads_tiny_loads_it(
     assert Path(resolve_pretrained("visheads-tiny")) == installed
     assert check_organism().line() == f"note    visheads-tiny: a re-trained organism installed in {installed} (delete it to use the shipped one)"
     assert {p.name: p.read_bytes() for p in SHIPPED_DIR.iterdir()} == shipped_before, "the package is left alone"
-    assert not any(Path(visheads_eval.__file__).parent.rglob("model.safetensors.*")), "nothing staged in the package"
+    assert sorted(p.name for p in SHIPPED_DIR.parent.iterdir()) == package_before, "nothing staged beside the shipped weights"
 
 
 def test_attention_targets_point_at_the_exemplar_and_its_kind() -> None:
