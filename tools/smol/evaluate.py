@@ -10,10 +10,14 @@ POPE-style: ``tools.smol.train.pope_split`` (scenes of split ``pope`` under ``--
 PointQA test split and from the training stream), balanced yes/no; an answer counts when its first word
 is the right yes/no.
 
+Attributes (``--attribute-docs``, a diagnostic of the pointer): the colour or shape of the pointed object, box
+in the text or on the image (``tools.smol.train.attribute_split``, split ``attribute`` under ``--pope-seed``);
+an answer counts when its first word is the right one.
+
 Prompts of equal token length are batched together, so no prompt is padded and every answer is the one
 a batch of one would give.
 
-    python -m tools.smol.evaluate --model runs/a [--limit 70] [--pope-docs 200] [--json runs/a/eval.json]
+    python -m tools.smol.evaluate --model runs/a [--limit 70] [--pope-docs 200] [--attribute-docs 56] [--json runs/a/eval.json]
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch
 from PIL import Image
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-from tools.smol.train import Sample, chat_prompt, pope_split
+from tools.smol.train import Sample, attribute_split, chat_prompt, pope_split
 from visheads_eval.resources import tasks_dir
 from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS
 from visheads_eval.data.pointqa_task import pointqa_doc_to_text, pointqa_doc_to_visual, pointqa_process_results
@@ -85,13 +89,14 @@ def generate(model: LlavaForConditionalGeneration, processor: LlavaProcessor, sa
     return answers
 
 
-def yes_no(answer: str) -> str | None:
+def first_word(answer: str) -> str | None:
     words = re.findall(r"[a-z]+", answer.lower())
-    return words[0] if words and words[0] in ("yes", "no") else None
+    return words[0] if words else None
 
 
-def evaluate(model_dir: Path, pointqa: Path, limit: int | None, pope_docs: int, pope_seed: int, batch: int) -> dict:
-    """Per-setting PointQA accuracy, their mean, and POPE accuracy (with the share of "yes" answers)."""
+def evaluate(model_dir: Path, pointqa: Path, limit: int | None, pope_docs: int, attribute_docs: int, pope_seed: int, batch: int) -> dict:
+    """Per-setting PointQA accuracy, their mean, POPE accuracy (with the share of "yes" answers) and the
+    pointed object's attributes per rendering."""
     torch.set_num_threads(2)
     model = LlavaForConditionalGeneration.from_pretrained(model_dir).eval()
     processor = LlavaProcessor.from_pretrained(model_dir)
@@ -106,10 +111,15 @@ def evaluate(model_dir: Path, pointqa: Path, limit: int | None, pope_docs: int, 
     result["pointqa_docs_per_setting"] = len(pairs) // len(SETTINGS)
     result["pointqa_examples"] = [{"setting": s.task, "answer": s.answer, "generated": a} for (s, _), a in list(zip(pairs, answers))[:: max(len(pairs) // 12, 1)]]
     pope = pope_split(pope_seed, pope_docs)
-    pope_answers = [yes_no(answer) for answer in generate(model, processor, pope, batch)]
+    pope_answers = [first_word(answer) for answer in generate(model, processor, pope, batch)]
     result["pope"] = sum(a == s.answer for s, a in zip(pope, pope_answers)) / len(pope)
     result["pope_yes_share"] = sum(a == "yes" for a in pope_answers) / len(pope)
     result["pope_docs"] = len(pope)
+    attributes = attribute_split(pope_seed, attribute_docs)
+    attribute_hits: dict[str, list[bool]] = defaultdict(list)
+    for sample, answer in zip(attributes, generate(model, processor, attributes, batch)):
+        attribute_hits[sample.task].append(first_word(answer) == sample.answer)
+    result["attribute"] = {task: sum(values) / len(values) for task, values in sorted(attribute_hits.items())}
     result["seconds"] = round(time.time() - start, 1)
     return result
 
@@ -119,6 +129,7 @@ def table(result: dict) -> str:
     lines += [f"| pointqa_{setting} | {result['pointqa'][setting]:.3f} |" for setting in SETTINGS]
     lines.append(f"| **pointqa mean of six** ({result['pointqa_docs_per_setting']} docs each) | **{result['pointqa_mean']:.3f}** |")
     lines.append(f"| **POPE-style yes/no** ({result['pope_docs']} docs, yes share {result['pope_yes_share']:.2f}) | **{result['pope']:.3f}** |")
+    lines += [f"| {task} (colour or shape of the pointed object) | {value:.3f} |" for task, value in result["attribute"].items()]
     return "\n".join(lines)
 
 
@@ -128,11 +139,12 @@ def main() -> None:
     parser.add_argument("--pointqa", type=Path, default=tasks_dir() / "pointqa" / "data" / "test.parquet")
     parser.add_argument("--limit", type=int, default=None, help="first N PointQA docs per setting (default: all 210)")
     parser.add_argument("--pope-docs", type=int, default=200)
+    parser.add_argument("--attribute-docs", type=int, default=56)
     parser.add_argument("--pope-seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    result = evaluate(args.model, args.pointqa, args.limit, args.pope_docs, args.pope_seed, args.batch)
+    result = evaluate(args.model, args.pointqa, args.limit, args.pope_docs, args.attribute_docs, args.pope_seed, args.batch)
     print(table(result))
     print(f"eval seconds: {result['seconds']}")
     if args.json:

@@ -22,9 +22,11 @@ Data are synthetic scenes (``visheads_eval.data.synth``) asked, as the lmms-eval
 - ``attribute``: the colour or the shape of the pointed object (box in the text or drawn on the image).
 
 Each stage draws tasks from its own mixture (``--stage1-mix``, ``--stage2-mix``), a curriculum from the
-easy questions towards counting. Training scenes come from ``numpy.random.default_rng([seed, 1])``, a
-stream disjoint from the seeded splits of ``visheads data synth`` (the shipped test split is seed 0);
-the held-out docs of the periodic quick check come from split ``smoldev`` of seed ``1000 + seed``.
+easy questions towards counting. Training scenes come from ``numpy.random.default_rng([seed, 1])``
+(stage 2: ``[seed, 1, 2]``), streams disjoint from the seeded splits of ``visheads data synth`` (the
+shipped test split is seed 0); the held-out docs of the periodic quick check come from split ``smoldev``
+of seed ``1000 + seed``. ``--init RUN`` continues a finished run (its merged model, new adapters) and
+``--data-round N`` gives it scenes it has not seen (``1000 + N`` appended to both stream keys).
 
 Writes to ``--out``: ``train_log.jsonl`` (one line per step; quick accuracies every ``--eval-every``
 steps), ``stage1_projector.safetensors`` (the projector after stage 1), ``train_config.json`` and the
@@ -111,6 +113,8 @@ class TrainConfig:
     eval_docs: int = 5  # held-out docs per quick-check group
     time_budget: float = 60.0  # minutes of training (both stages, quick checks included); stage 2 stops early past it
     threads: int = 2
+    init: str = ""  # a finished run to continue from (its model and processor) instead of building a new model
+    data_round: int = 0  # > 0: a fresh stream of training scenes (for a run continued with --init)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -186,6 +190,17 @@ def pope_split(seed: int, n_docs: int, split: str = "pope") -> list[Sample]:
     for index in range(n_docs):
         scene = synth.make_scene(seed, split, index)
         samples.append(pope_sample(scene, np.random.default_rng([seed, synth.split_key(split), index, 1]), index % 2 == 0))
+    return samples
+
+
+def attribute_split(seed: int, n_docs: int, split: str = "attribute") -> list[Sample]:
+    """Doc ``i`` asks the colour (``i // 2`` even) or the shape of the pointed object, its box in the text
+    (``i`` even) or on the image; the task names the rendering (``attribute/plain``, ``attribute/visual``)."""
+    samples = []
+    for index in range(n_docs):
+        variant = VARIANTS[index % 2]
+        sample = attribute_sample(synth.make_scene(seed, split, index), ATTRIBUTES[(index // 2) % 2], variant)
+        samples.append(Sample(sample.image, sample.text, sample.answer, f"attribute/{variant}"))
     return samples
 
 
@@ -361,13 +376,18 @@ def train(config: TrainConfig, out: Path) -> None:
         log_file.flush()
         print(json.dumps(record), flush=True)
 
-    processor = build_processor(config.lm, config.organism)
-    model = build_model(processor, config.lm, config.organism, config.seed)
+    if config.init:
+        processor = LlavaProcessor.from_pretrained(config.init)
+        model = LlavaForConditionalGeneration.from_pretrained(config.init).eval()
+    else:
+        processor = build_processor(config.lm, config.organism)
+        model = build_model(processor, config.lm, config.organism, config.seed)
+    fresh = [1000 + config.data_round] if config.data_round else []
     model.requires_grad_(False)
     projector = model.model.multi_modal_projector
     projector.requires_grad_(True)
     quick = quick_split(config.seed, config.eval_docs)
-    stream = sample_stream(np.random.default_rng([config.seed, 1]), parse_mix(config.stage1_mix))
+    stream = sample_stream(np.random.default_rng([config.seed, 1, *fresh]), parse_mix(config.stage1_mix))
     clock = time.time()
     log({"stage": 1, "step": 0, "quick": quick_accuracy(model, processor, quick), "elapsed": 0.0})
     clock = time.time()
@@ -385,7 +405,7 @@ def train(config: TrainConfig, out: Path) -> None:
     projector.requires_grad_(True)
     adapters = [p for name, p in peft_model.named_parameters() if "lora_" in name]
     groups = [{"params": adapters, "lr": config.stage2_lr}, {"params": list(projector.parameters()), "lr": config.stage2_projector_lr}]
-    stream = sample_stream(np.random.default_rng([config.seed, 1, 2]), parse_mix(config.stage2_mix))
+    stream = sample_stream(np.random.default_rng([config.seed, 1, 2, *fresh]), parse_mix(config.stage2_mix))
     deadline = clock + 60 * config.time_budget
     train_stage(model, processor, groups, 2, config.stage2_steps, stream, config, quick, log, clock, deadline)
     log({"done": True, "train_seconds": round(time.time() - clock, 1)})
