@@ -149,7 +149,12 @@ def attention_targets(batch: Batch, image_token_id: int) -> tuple[torch.Tensor, 
 
 def image_features(model: LlavaForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
     """The projector's output, ``(batch, patches, text width)``: what the language model sees."""
-    out = model.model.get_image_features(pixel_values=pixel_values, vision_feature_layer=-1, vision_feature_select_strategy="default")
+    config = model.config
+    out = model.model.get_image_features(
+        pixel_values=pixel_values,
+        vision_feature_layer=config.vision_feature_layer,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+    )
     return torch.stack(list(out.pooler_output))
 
 

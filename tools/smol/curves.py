@@ -29,7 +29,7 @@ def read_log(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise SystemExit(f"{run / 'train_log.jsonl'} has no training steps; is {run} a visheads-smol run folder?")
     steps["minutes"] = steps["elapsed"] / 60
     checks = pd.DataFrame(
-        [{"minutes": r["elapsed"] / 60, "stage": r["stage"], "count_mean": r["quick"]["count_mean"], "pope": r["quick"]["pope"]} for r in records if "quick" in r]
+        [{"minutes": r["elapsed"] / 60, "count_mean": r["quick"]["count_mean"], "pope": r["quick"]["pope"]} for r in records if "quick" in r]
     )
     return steps, checks
 

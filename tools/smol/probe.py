@@ -21,6 +21,7 @@ import torch
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from tools.organism.batches import PATCH_ATTRIBUTES, PATCH_ATTRIBUTES_INDEX, sample_images
+from tools.organism.train import image_features
 
 PROBED = ("kind", "count", "boxed")
 
@@ -35,8 +36,7 @@ def object_features(
     for start in range(0, images, 50):
         pixel_values, patch = sample_images(processor, rng, min(50, images - start))
         if where == "projector":
-            out = model.model.get_image_features(pixel_values=pixel_values, vision_feature_layer=model.config.vision_feature_layer, vision_feature_select_strategy="default")
-            tokens = torch.stack(list(out.pooler_output))  # (batch, patch, text width)
+            tokens = image_features(model, pixel_values)  # (batch, patch, text width)
         else:
             hidden = model.model.vision_tower(pixel_values, output_hidden_states=True).hidden_states
             tokens = hidden[model.config.vision_feature_layer][:, 1:]  # (batch, patch, vision width)

@@ -43,7 +43,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +200,7 @@ def attribute_split(seed: int, n_docs: int, split: str = "attribute") -> list[Sa
     for index in range(n_docs):
         variant = VARIANTS[index % 2]
         sample = attribute_sample(synth.make_scene(seed, split, index), ATTRIBUTES[(index // 2) % 2], variant)
-        samples.append(Sample(sample.image, sample.text, sample.answer, f"attribute/{variant}"))
+        samples.append(replace(sample, task=f"attribute/{variant}"))
     return samples
 
 
