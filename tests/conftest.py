@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests.tiny_models import FAMILIES, build_family  # noqa: E402
+from tests.tiny_models import ALL_FAMILIES, build_family  # noqa: E402
 from tests.local_task import write_count_task  # noqa: E402
 
 torch.set_num_threads(2)
@@ -28,9 +28,9 @@ def _isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Saved tiny random models, one per family, by family name."""
+    """Saved tiny random models, one per family (the paper's LLaVA family and today's), by family name."""
     root = tmp_path_factory.mktemp("tiny_models")
-    return {family: build_family(family, root / family) for family in FAMILIES}
+    return {family: build_family(family, root / family) for family in ALL_FAMILIES}
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.test_recorder import _inputs, _load
-from tests.tiny_models import FAMILIES
+from tests.tiny_models import ALL_FAMILIES
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError
 
@@ -39,7 +39,7 @@ def _reference(readings: list[torch.Tensor], final_logits: torch.Tensor) -> dict
     return expected
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("position", ["last_prompt", "answer"])
 def test_lens_equals_hidden_states_through_norm_and_lm_head(tiny_models: dict[str, Path], family: str, position: str) -> None:
     _check_lens(tiny_models[family], position)
@@ -70,7 +70,8 @@ def _check_lens(directory: Path, position: str) -> None:
                 )
                 hidden, final_logits = out.hidden_states[1], out.logits[1]  # the first decoding step
         assert len(hidden) == n_layers + 1
-        norm, lm_head = model.model.language_model.norm, model.lm_head  # named here, independently of the recorder
+        text_model = model.model.text_model if hasattr(model.model, "text_model") else model.model.language_model  # Idefics3 / others
+        norm, lm_head = text_model.norm, model.lm_head  # named here, independently of the recorder
         readings = [lm_head(norm(state[:, -1])) for state in hidden[:n_layers]]
     expected = _reference(readings, final_logits)
     got = recorder.lens

@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText
 
-from tests.tiny_models import FAMILIES
+from tests.tiny_models import ALL_FAMILIES
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError
+from visheads_eval.processors import load_processor
 from visheads_eval.heads import Head, HeadShape, attention_modules
 from visheads_eval import HeadMask
 from visheads_eval.masking.means import HeadMeans, load_means, save_means
@@ -27,14 +28,14 @@ def _load(directory: Path, attn: str = "sdpa"):
 
 
 def _inputs(directory: Path, questions=("how many red circles are there in the image?", "what color?")) -> dict:
-    processor = AutoProcessor.from_pretrained(directory)
+    processor = load_processor(str(directory))
     processor.tokenizer.padding_side = "left"
     texts = [
         processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True)
         for q in questions
     ]
     images = [Image.new("RGB", (80, 50), (200, 30, 30)), Image.new("RGB", (40, 90), (30, 200, 30))][: len(questions)]
-    return dict(processor(images=images, text=texts, return_tensors="pt", padding=True))
+    return dict(processor(images=[[image] for image in images], text=texts, return_tensors="pt", padding=True))
 
 
 def _logits(model, inputs) -> torch.Tensor:
@@ -49,7 +50,7 @@ def _query_rows(module: nn.Module, head: int, head_dim: int) -> tuple[nn.Linear,
     return module.qkv_proj, slice(head * head_dim, (head + 1) * head_dim)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_zero_mode_equals_zeroing_o_proj_columns(tiny_models: dict[str, Path], family: str) -> None:
     model = _load(tiny_models[family])
     inputs = _inputs(tiny_models[family])
@@ -67,7 +68,7 @@ def test_zero_mode_equals_zeroing_o_proj_columns(tiny_models: dict[str, Path], f
     torch.testing.assert_close(masked, _logits(surgery, inputs), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_uniform_mode_equals_a_zero_query(tiny_models: dict[str, Path], family: str) -> None:
     """A head whose query is zero scores every key 0: softmax over the visible keys is uniform."""
     model = _load(tiny_models[family])

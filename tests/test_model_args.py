@@ -26,9 +26,25 @@ def test_folder_without_config(tmp_path: Path) -> None:
         check_model_args({"pretrained": str(tmp_path)})
 
 
-def test_model_that_is_not_llava_family(tmp_path: Path) -> None:
+def test_model_that_is_not_a_vision_language_family(tmp_path: Path) -> None:
     LlamaConfig(num_hidden_layers=1, hidden_size=16, intermediate_size=32, num_attention_heads=2).save_pretrained(tmp_path)
-    with pytest.raises(VisheadsError, match="is a 'llama' model; llava_visheads supports the LLaVA family"):
+    with pytest.raises(VisheadsError, match="a 'llama' model is not a supported vision-language family; supported: llava, "):
+        check_model_args({"pretrained": str(tmp_path)})
+
+
+def test_llava_visheads_points_other_families_to_visheads(tiny_models: dict[str, Path]) -> None:
+    with pytest.raises(VisheadsError, match=r"is a 'qwen2_5_vl' model \(Qwen2.5-VL\); llava_visheads takes llava, llava_next, "
+                       r"vipllava, llava_onevision: run it with --model visheads"):
+        check_model_args({"pretrained": str(tiny_models["qwen2_5_vl"])})
+
+
+@pytest.mark.parametrize("model_type", ["mllama", "paligemma"])
+def test_families_refused_say_why(tmp_path: Path, model_type: str) -> None:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    CONFIG_MAPPING[model_type]().save_pretrained(tmp_path)
+    reason = {"mllama": "cross-attention layers", "paligemma": "soft-caps attention logits"}[model_type]
+    with pytest.raises(VisheadsError, match=f"'{model_type}' is not supported: .*{reason}"):
         check_model_args({"pretrained": str(tmp_path)})
 
 

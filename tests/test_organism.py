@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import datasets
 import pytest
-import torch
 from lmms_eval.evaluator import simple_evaluate
 from lmms_eval.tasks import TaskManager
 from transformers import AutoProcessor, LlavaForConditionalGeneration

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText
 from transformers.integrations import sdpa_attention
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from tests.tiny_models import FAMILIES
+from tests.tiny_models import ALL_FAMILIES
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError
+from visheads_eval.processors import load_processor
 
 QUESTIONS = ["how many red circles are there in the image?", "what color?"]
 IMAGES = [((80, 50), (200, 30, 30)), ((40, 90), (30, 200, 30))]  # non-square, different sizes
@@ -28,14 +29,14 @@ def _load(directory: Path, attn: str):
 
 
 def _inputs(directory: Path) -> dict:
-    processor = AutoProcessor.from_pretrained(directory)
+    processor = load_processor(str(directory))
     processor.tokenizer.padding_side = "left"
     texts = [
         processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True)
         for q in QUESTIONS
     ]
     images = [Image.new("RGB", size, colour) for size, colour in IMAGES]
-    inputs = processor(images=images, text=texts, return_tensors="pt", padding=True)
+    inputs = processor(images=[[image] for image in images], text=texts, return_tensors="pt", padding=True)
     assert not bool(inputs["attention_mask"].all()), "the batch must be left-padded for this test to mean anything"
     return dict(inputs)
 
@@ -65,7 +66,7 @@ def _region(image: torch.Tensor) -> torch.Tensor:
     return image & (order % 2 == 0)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("position", ["last_prompt", "answer"])
 def test_statistics_equal_eager_attention(tiny_models: dict[str, Path], family: str, position: str) -> None:
     inputs = _inputs(tiny_models[family])
@@ -266,3 +267,34 @@ def test_rows_the_recorder_cannot_model_are_refused(kwargs: dict, message: str) 
         alpha, _ = attention_row(KernelCall(torch.nn.Identity(), 2, query, key, key, window_in_mask, {"scaling": 0.35, **kwargs}))
         expected = torch.softmax(torch.einsum("bhd,bhnd->bhn", query[:, :, -1], key) * 0.35, -1)
         torch.testing.assert_close(alpha, expected)
+
+
+@pytest.mark.parametrize("position", ["last_prompt", "answer"])
+def test_sliding_window_layers_are_recorded_exactly(tmp_path: Path, position: str) -> None:
+    """Gemma 3's sliding-window layers see only the last W keys (at decode, its cache holds only them)."""
+    from tools.tiny.modern import build_modern
+
+    directory = build_modern("gemma3", tmp_path / "gemma3_w6", sliding_window=6)
+    inputs = _inputs(directory)
+    sdpa, eager = _load(directory, "sdpa"), _load(directory, "eager")
+    image = inputs["input_ids"] == sdpa.config.image_token_id
+    region = _region(image)
+    generate = dict(max_new_tokens=2, min_new_tokens=2, do_sample=False)
+    with torch.inference_mode():
+        with HeadRecorder(sdpa, position=position, region_mask=region) as recorder:
+            sdpa(**inputs) if position == "last_prompt" else sdpa.generate(**inputs, **generate)
+        if position == "last_prompt":
+            attentions = eager(**inputs, output_attentions=True).attentions
+        else:
+            attentions = eager.generate(**inputs, **generate, output_attentions=True, return_dict_in_generate=True).attentions[1]
+    n_positions = inputs["input_ids"].shape[1] + (position == "answer")
+    widths = {a.shape[-1] for a in attentions}
+    assert (position == "answer") == (widths == {6, n_positions}), widths  # the decode cache of sliding layers holds 6 keys
+    for layer, weights in enumerate(attentions):
+        row = weights[:, :, -1, :].float().numpy()  # (batch, head, keys): the last n_keys positions
+        n_keys = row.shape[-1]
+        marks = np.pad(image.numpy(), ((0, 0), (0, n_positions - image.shape[1])))[:, -n_keys:]
+        in_region = np.pad(region.numpy(), ((0, 0), (0, n_positions - image.shape[1])))[:, -n_keys:]
+        np.testing.assert_allclose(recorder.stats["image_attn"][:, layer], (row * marks[:, None]).sum(-1), atol=1e-5)
+        np.testing.assert_allclose(recorder.stats["region_attn"][:, layer], (row * in_region[:, None]).sum(-1), atol=1e-5)
+    np.testing.assert_array_equal(recorder.token_counts["n_keys"], inputs["attention_mask"].sum(-1).numpy() + (position == "answer"))

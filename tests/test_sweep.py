@@ -11,6 +11,7 @@ from tests.local_task import TASK_NAME
 from visheads_eval.cli import main
 from visheads_eval.lmms import runner
 from visheads_eval.lmms.model import LlavaVisheadsChat
+from visheads_eval.lmms.visheads import Visheads
 from visheads_eval.lmms.sweep import SweepPoint, expand_masks
 from visheads_eval.masking.specs import spec_files
 
@@ -46,17 +47,22 @@ def test_paper_globs_and_seeds_expand_to_the_grid(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("model, family, model_class", [
+    ("llava_visheads", "llava_llama", LlavaVisheadsChat),
+    ("visheads", "qwen2_5_vl", Visheads),
+])
 def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
-    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    model: str, family: str, model_class: type,
 ) -> None:
-    pretrained = str(tiny_models["llava_llama"])
+    pretrained = str(tiny_models[family])
     masks = tmp_path / "masks"
     masks.mkdir()
     (masks / "two_random.yaml").write_text("description: two random heads\nselect: {stage: all, order: random, k: 2}\nmode: zero\n")
     loads = []
-    init = LlavaVisheadsChat.__init__
-    monkeypatch.setattr(LlavaVisheadsChat, "__init__", lambda self, *a, **k: loads.append(1) or init(self, *a, **k))
-    argv = ["sweep", "--pretrained", pretrained, "--masks", "none", "L1H2+L2H0", "two_random", "--seeds", "0", "1",
+    init = model_class.__init__
+    monkeypatch.setattr(model_class, "__init__", lambda self, *a, **k: loads.append(1) or init(self, *a, **k))
+    argv = ["sweep", "--model", model, "--pretrained", pretrained, "--masks", "none", "L1H2+L2H0", "two_random", "--seeds", "0", "1",
             "--mask-dir", str(masks), "--tasks", TASK_NAME, "--include_path", str(count_task), "--batch_size", "2",
             "--output_path", str(tmp_path / "sweep")]
     assert _visheads(*argv) == 0
@@ -70,7 +76,7 @@ def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
     for index, own in enumerate(("mask=L1H2+L2H0", "mask=two_random,mask_seed=1")):
         model_args = f"pretrained={pretrained},mask_dir={masks},{own}"
         out = tmp_path / f"separate{index}"
-        assert runner.run(["--model", "llava_visheads", "--model_args", model_args, "--tasks", TASK_NAME, "--include_path", str(count_task),
+        assert runner.run(["--model", model, "--model_args", model_args, "--tasks", TASK_NAME, "--include_path", str(count_task),
                            "--batch_size", "2", "--log_samples", "--output_path", str(out)]) == 0
         separate_runs.update(_runs(out))
     assert len(separate_runs) == 2

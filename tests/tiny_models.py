@@ -1,8 +1,10 @@
-"""Tiny random LLaVA-family models, built from small configs, saved with an offline processor.
+"""Tiny random models of every supported family, built from small configs, saved with an offline processor.
 
 One builder per family the paper studies: LLaVA-1.5 on Llama, on Mistral (grouped-query attention)
-and on Phi-3 (fused qkv), LLaVA-NeXT (anyres, non-square tiling) and ViP-LLaVA. Text-model weights are
-initialised wide enough (``initializer_range``) that attention is peaked rather than uniform.
+and on Phi-3 (fused qkv), LLaVA-NeXT (anyres, non-square tiling) and ViP-LLaVA; today's families
+(Qwen2/2.5/3-VL, LLaVA-OneVision, InternVL, Gemma 3, Idefics3, SmolVLM) come from
+:mod:`tools.tiny.modern`. Text-model weights are initialised wide enough (``initializer_range``) that
+attention is peaked rather than uniform.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from transformers import (
     VipLlavaForConditionalGeneration,
 )
 
+from tools.tiny.modern import MODERN_FAMILIES, build_modern
 from tools.tiny.processor import build_llava_next_processor, build_llava_processor
 from tools.tiny.tokenizer import build_tokenizer
 
-FAMILIES = ("llava_llama", "llava_mistral", "llava_phi3", "llava_next", "vipllava")
+FAMILIES = ("llava_llama", "llava_mistral", "llava_phi3", "llava_next", "vipllava")  # the paper's LLaVA family
+ALL_FAMILIES = (*FAMILIES, *MODERN_FAMILIES)
 WORDS = (
     "how many are there in the image is this a of what color shape object objects red green blue "
     "yellow circle circles square squares triangle triangles answer with number single word yes no "
@@ -60,6 +64,8 @@ def _text_config(family: str, vocab_size: int, special: dict[str, int], n_layers
 def build_family(family: str, directory: Path, seed: int = 0, n_layers: int = 3, n_heads: int = 4) -> Path:
     """Build the tiny random model of ``family`` (3 layers x 4 heads unless told), save it and its
     processor in ``directory``."""
+    if family in MODERN_FAMILIES:
+        return build_modern(family, directory, seed=seed, n_layers=n_layers)
     tokenizer = build_tokenizer(WORDS)
     special = dict(
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id

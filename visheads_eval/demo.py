@@ -73,7 +73,7 @@ class Demo:
         self.ranking: Path | None = None
 
     def run(self) -> int:
-        from visheads_eval.lmms.model import sharing_loaded_models
+        from visheads_eval.lmms.sharing import sharing_loaded_models
 
         start = time.perf_counter()
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ class Demo:
                 continue
             started = time.perf_counter()
             with self._logged(log):
-                code = evaluate(model_args, results, self._lmms_args())
+                code = evaluate("llava_visheads", model_args, results, self._lmms_args())
                 if code != 0:
                     raise VisheadsError(f"{step} failed (exit {code})")
             self._say(f"{step}: {time.perf_counter() - started:5.1f} s")

@@ -91,6 +91,7 @@ class Instrumentation:
     def __init__(self, checked: CheckedArgs) -> None:
         own, pretrained = checked.own, checked.name
         self.shape = HeadShape.from_config(checked.config)
+        self.family = checked.family
         self.pretrained = pretrained
         self.weights = checked.weights
         self.position = str(own.get("position", "answer"))
@@ -124,6 +125,7 @@ class Instrumentation:
             raise VisheadsError("mask_mode and mask_seed modify a mask: give mask= as well")
         self.run = {
             "model": pretrained,
+            "family": self.family.model_type,
             "weights": self.weights,
             "n_layers": self.shape.n_layers,
             "n_heads": self.shape.n_heads,
@@ -173,6 +175,7 @@ class Instrumentation:
         return {
             "visheads_eval_version": visheads_eval.__version__,
             "pretrained": self.pretrained,
+            "family": self.family.model_type,
             "model_class": type(model).__name__,
             "attn_implementation": model.config._attn_implementation,
             "n_layers": self.shape.n_layers,
@@ -227,19 +230,32 @@ class Instrumentation:
         plus that token gives the same row (its keys are the prompt and the token itself)."""
         if self.position != "answer" or recorder.complete:
             return recorder
-        prompt_len = kwargs["input_ids"].shape[1]
-        extended = dict(kwargs)
-        for name in ("max_new_tokens", "max_length", "stopping_criteria", "do_sample", "temperature", "top_p", "num_beams", "use_cache",
-                     "pad_token_id", "eos_token_id"):
-            extended.pop(name, None)
-        extended["input_ids"] = output[:, : prompt_len + 1]
-        if "attention_mask" in kwargs:
-            extended["attention_mask"] = torch.cat([kwargs["attention_mask"], torch.ones_like(kwargs["attention_mask"][:, :1])], 1)
         if region is not None:
             region = torch.cat([region, torch.zeros_like(region[:, :1])], 1)
         with torch.inference_mode(), HeadRecorder(self._model, position="last_prompt", region_mask=region, logit_lens=self.logit_lens) as fallback:
-            self._model(**extended)
+            self._model(**self._answer_inputs(kwargs, output))
         return fallback
+
+    def _answer_inputs(self, kwargs: dict, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's inputs (the tensors among ``generate``'s keyword arguments, no generation settings) for
+        the prompt plus the first generated token: per-token inputs grow by one position, the family's side
+        inputs (``mm_token_type_ids``, ``token_type_ids``) marking it as text (0), the attention mask as seen."""
+        prompt = kwargs["input_ids"]
+        inputs = {name: value for name, value in kwargs.items() if isinstance(value, torch.Tensor)}
+        inputs["input_ids"] = output[:, : prompt.shape[1] + 1]
+        for name, value in inputs.items():
+            if name == "input_ids" or value.shape[:2] != prompt.shape:
+                continue
+            if name == "attention_mask":
+                inputs[name] = torch.cat([value, torch.ones_like(value[:, :1])], 1)
+            elif name in self.family.side_inputs:
+                inputs[name] = torch.cat([value, torch.zeros_like(value[:, :1])], 1)
+            else:
+                raise VisheadsError(
+                    f"{self.family.label} got a per-token input '{name}' that visheads_eval does not know how to extend "
+                    "by the answer token; record with position=last_prompt, or report this input"
+                )
+        return inputs
 
     def _write(self, contexts: list[DocContext | None], recorder: HeadRecorder, output: torch.Tensor, input_ids: torch.Tensor) -> None:
         stats, counts = recorder.stats, recorder.token_counts

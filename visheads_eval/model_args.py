@@ -1,8 +1,8 @@
 """This project's own model_args, shared by both hosts, and the checks that run before any weights load.
 
 ``mask``, ``record``, ``logit_lens`` ... mean the same in lmms-eval and lm-eval; :func:`check_model` resolves
-``pretrained`` (``visheads-tiny`` is the shipped organism), checks that it is LLaVA-family from its config
-alone and names the weights, so that a typo or a wrong model fails with one line before anything loads.
+``pretrained`` (``visheads-tiny`` is the shipped organism), finds its family from its config alone
+(:mod:`visheads_eval.families`; ``llava_visheads`` takes the LLaVA family only) and names the weights, so that a typo or a wrong model fails with one line before anything loads.
 Each host adds its own checks of its parent adapter's arguments (``visheads_eval.lmms.model_args``).
 """
 
@@ -13,26 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import (
-    AutoConfig,
-    LlavaForConditionalGeneration,
-    LlavaNextForConditionalGeneration,
-    PretrainedConfig,
-    VipLlavaForConditionalGeneration,
-)
+from transformers import AutoConfig, PretrainedConfig
 
 from visheads_eval.errors import VisheadsError, did_you_mean
+from visheads_eval.families import Family, family_of
 from visheads_eval.weights import weights_identity
 
 DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
 EMBEDDED_MODEL = "visheads-tiny"  # the organism (visheads_eval.organism): shipped, or re-trained and installed in the user cache
 
-# The Hugging Face classes of the LLaVA family the paper studies, by config.model_type.
-LLAVA_FAMILY = {
-    "llava": LlavaForConditionalGeneration,  # LLaVA-1.5 (Vicuna, Llama-3, Phi-3 backbones)
-    "llava_next": LlavaNextForConditionalGeneration,  # LLaVA-1.6 / NeXT, anyres
-    "vipllava": VipLlavaForConditionalGeneration,  # ViP-LLaVA
-}
+# The model types llava_visheads takes: the LLaVA family the paper studies, and LLaVA-OneVision, which lmms-eval's
+# llava_hf also loads. The `visheads` model takes every family of visheads_eval.families.
+LLAVA_FAMILY = ("llava", "llava_next", "vipllava", "llava_onevision")
 
 # This project's own keys, popped before the parent adapter sees the rest (read by visheads_eval.instrumentation).
 OWN_ARGS = {
@@ -70,19 +62,21 @@ def resolve_pretrained(pretrained: str) -> str:
     return pretrained
 
 
-def load_llava_config(pretrained: str, revision: str = "main", trust_remote_code: bool = False) -> PretrainedConfig:
-    """Load the config (not the weights) and check that the model is LLaVA-family."""
+def load_model_config(pretrained: str, revision: str = "main", trust_remote_code: bool = False,
+                      model_types: tuple[str, ...] | None = None, model_id: str = "visheads") -> tuple[PretrainedConfig, Family]:
+    """Load the config (not the weights) and find the model's family; ``model_types`` narrows what ``model_id`` takes."""
     try:
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]
         raise VisheadsError(f"cannot load the config of pretrained='{pretrained}': {reason}") from error
-    if config.model_type not in LLAVA_FAMILY:
+    family = family_of(config)
+    if model_types is not None and family.model_type not in model_types:
         raise VisheadsError(
-            f"pretrained='{pretrained}' is a '{config.model_type}' model; llava_visheads supports the LLaVA family "
-            f"({', '.join(LLAVA_FAMILY)})"
+            f"pretrained='{pretrained}' is a '{config.model_type}' model ({family.label}); {model_id} takes "
+            f"{', '.join(model_types)}: run it with --model visheads"
         )
-    return config
+    return config, family
 
 
 def flag(own: dict[str, Any], key: str) -> bool:
@@ -103,20 +97,22 @@ class CheckedArgs:
     pretrained: str  # where the weights load from
     name: str  # the model in records, rankings and tables: visheads-tiny, the hub id, or the resolved path
     config: PretrainedConfig
+    family: Family
     own: dict[str, Any]
     parent: dict[str, Any]
     weights: dict[str, str | None]  # what loads: checkpoint, revision, commit, digest, dtype (visheads_eval.weights)
 
 
 def check_model(pretrained: str, own: dict[str, Any], revision: str = "main", dtype: Any = "auto", trust_remote_code: bool = False,
-                parent: dict[str, Any] | None = None) -> CheckedArgs:
+                parent: dict[str, Any] | None = None, model_types: tuple[str, ...] | None = None,
+                model_id: str = "visheads") -> CheckedArgs:
     """Resolve and check ``pretrained`` from its config (no weights load); ``own`` are this project's model_args,
-    ``parent`` what the host's parent adapter gets."""
+    ``parent`` what the host's parent adapter gets; ``model_types`` the families ``model_id`` takes (all if None)."""
     unknown = [key for key in own if key not in OWN_ARGS]
     if unknown:
-        raise VisheadsError(f"unknown llava_visheads argument '{unknown[0]}'{did_you_mean(unknown[0], OWN_ARGS)}")
+        raise VisheadsError(f"unknown {model_id} argument '{unknown[0]}'{did_you_mean(unknown[0], OWN_ARGS)}")
     resolved = resolve_pretrained(pretrained)
-    config = load_llava_config(resolved, revision, trust_remote_code)
+    config, family = load_model_config(resolved, revision, trust_remote_code, model_types, model_id)
     name = pretrained if pretrained == EMBEDDED_MODEL else resolved
     weights = weights_identity(resolved, revision, dtype)
-    return CheckedArgs(pretrained=resolved, name=name, config=config, own=dict(own), parent=dict(parent or {}), weights=weights)
+    return CheckedArgs(pretrained=resolved, name=name, config=config, family=family, own=dict(own), parent=dict(parent or {}), weights=weights)

@@ -19,14 +19,21 @@ DIGITS = tuple(str(d) for d in range(10))
 PUNCTUATION = tuple(".,?!;'\"()[]-/")
 
 
-def build_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    words: Iterable[str], *, image_token: str = "<image>", extra_special: Iterable[str] = (), named: dict[str, str] | None = None
+) -> PreTrainedTokenizerFast:
     """Return a fast tokenizer whose vocabulary is the special tokens, digits, punctuation and ``words``.
 
     Token ids are assigned in a fixed order (specials, digits, punctuation, then words in first-seen
-    order), so the same word list always gives the same ids.
+    order), so the same word list always gives the same ids. ``image_token`` is the placeholder the
+    processor expands (``<image>`` for LLaVA, ``<|image_pad|>`` for Qwen-VL, ...); ``extra_special`` are a
+    family's other markers (``<|vision_start|>``, ``<start_of_image>``, chat-turn tokens), each one token;
+    ``named`` gives some of them the attribute names a family's processor reads (``boi_token``, ...).
     """
+    extra = tuple(extra_special)
+    specials = (*SPECIAL_TOKENS[:-1], image_token, *extra)
     vocab: dict[str, int] = {}
-    for token in (*SPECIAL_TOKENS, *DIGITS, *PUNCTUATION, *CHAT_WORDS, *(w.lower() for w in words)):
+    for token in (*specials, *DIGITS, *PUNCTUATION, *CHAT_WORDS, *(w.lower() for w in words)):
         vocab.setdefault(token, len(vocab))
     core = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
@@ -47,7 +54,9 @@ def build_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
         eos_token="</s>",
         unk_token="<unk>",
         pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
+        extra_special_tokens={"image_token": image_token, **(named or {})},
         padding_side="left",
     )
+    if extra:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(extra)})
     return tokenizer

@@ -136,16 +136,30 @@ class HeadRecorder(HookContext):
         uniform = visible.float() / visible.sum(-1, keepdim=True)
         for head in call.notes.get("uniform_heads", ()):  # a uniform mask replaced this head's attention
             alpha[:, head] = uniform
-        n_keys = alpha.shape[-1]
-        if n_keys < batch.image.shape[1]:
-            raise VisheadsError("HeadRecorder supports one prefill of the whole prompt (no chunked prefill)")
-        pad = (0, n_keys - batch.image.shape[1])
+        image, region = self._key_marks(call, batch, alpha.shape[-1])
+        batch.layers[call.layer] = row_statistics(alpha, image, region)
+        seen = visible.sum(-1)  # sliding-window layers see fewer keys: a sample's count is its widest layer's
+        batch.n_keys = seen if batch.n_keys is None else torch.maximum(batch.n_keys, seen)
+        return output
+
+    def _key_marks(self, call: KernelCall, batch: _Batch, n_keys: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Which of the call's ``n_keys`` keys are image tokens (and in the region): ``(batch, n_keys)`` each.
+
+        The keys are the sequence so far, prompt first; a sliding-window layer's decode cache (Gemma 3's) keeps
+        only the last ``n_keys`` of them, which are then the last ``n_keys`` positions."""
+        n_positions = batch.image.shape[1] + batch.step
+        pad = (0, n_positions - batch.image.shape[1])
         image = F.pad(batch.image, pad)
         region = F.pad(batch.region, pad) if batch.region is not None else None
-        batch.layers[call.layer] = row_statistics(alpha, image, region)
-        if batch.n_keys is None:
-            batch.n_keys = visible.sum(-1)
-        return output
+        if n_keys == n_positions:
+            return image, region
+        window = getattr(call.module, "sliding_window", None) or call.kwargs.get("sliding_window")
+        if n_keys < n_positions and window is not None and n_keys <= window and batch.step > 0:
+            return image[:, -n_keys:], region[:, -n_keys:] if region is not None else None
+        raise VisheadsError(
+            f"layer {call.layer} attends over {n_keys} keys where the sequence has {n_positions} positions; HeadRecorder "
+            "supports one prefill of the whole prompt (no chunked prefill) and sliding-window decode caches"
+        )
 
     def _recording_batch(self) -> _Batch | None:
         batch = self._batches[-1] if self._batches else None

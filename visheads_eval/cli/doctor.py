@@ -2,7 +2,8 @@
 
 It checks what has broken installs before: versions against the ranges this package declares (read from
 its own installed metadata, so they are pyproject.toml's), a torchvision that cannot load beside the
-installed torch (it breaks ``transformers.pipelines`` and with it lmms-eval), the modules lmms-eval and
+installed torch (it breaks ``transformers.pipelines`` and with it lmms-eval), whether processors with a video
+part load whole or for images only, the modules lmms-eval and
 lm-eval need to evaluate, the ``llava_visheads`` entry point, the multi-process launcher, and the GPU:
 CUDA and the attention kernels transformers can use. Exit status 0 when nothing is wrong (notes, such as no GPU, are not
 wrong), 1 otherwise.
@@ -55,6 +56,7 @@ def diagnose() -> Iterator[Finding]:
     """Every check, in the order a broken install is best repaired."""
     yield from check_versions()
     yield check_torchvision()
+    yield check_processors()
     yield check_import("decord", "lmms-eval's llava_hf imports it; pip install -c locks/constraints.txt decord")
     yield check_import("lmms_eval.evaluator", "lmms-eval cannot evaluate; fix the versions above, then reinstall visheads_eval")
     yield check_import("lm_eval.evaluator", "lm-eval cannot evaluate; fix the versions above, then reinstall visheads_eval")
@@ -116,6 +118,16 @@ def check_torchvision() -> Finding:
         return Finding("ok", f"torchvision {version} imports")
     return Finding("PROBLEM", f"torchvision {version} does not import ({_describe(error)}), which breaks transformers.pipelines "
                    "and lmms-eval: pip uninstall torchvision, or install the torchvision built for your torch")
+
+
+def check_processors() -> Finding:
+    """Whether transformers builds processors with a video part (Qwen-VL, OneVision, InternVL, SmolVLM) itself."""
+    from visheads_eval.processors import video_processors_available
+
+    if video_processors_available():
+        return Finding("ok", "processors load with their video part (transformers' own AutoProcessor)")
+    return Finding("note", "transformers cannot build video processors without torchvision: Qwen2/2.5/3-VL, LLaVA-OneVision, "
+                   "InternVL and SmolVLM processors load for images and text only (visheads_eval.processors)")
 
 
 def check_import(module: str, fix: str) -> Finding:

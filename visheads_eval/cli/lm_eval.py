@@ -1,6 +1,7 @@
-"""``visheads lm-eval ARGS...``: lm-evaluation-harness's own command line, with ``llava_visheads`` and PointQA.
+"""``visheads lm-eval ARGS...``: lm-evaluation-harness's own command line, with ``visheads``, ``llava_visheads`` and PointQA.
 
-It registers the ``llava_visheads`` model (importing :mod:`visheads_eval.lm_eval`), adds the PointQA
+It registers the ``visheads`` (every supported family) and ``llava_visheads`` (the LLaVA family) models
+(importing :mod:`visheads_eval.lm_eval`), adds the PointQA
 tasks shipped for lm-eval to the task search path, runs lm-eval's CLI with the arguments as given, and
 writes the run's ``visheads`` block into the results lm-eval saves. Exit status: 0 when the evaluation
 ran, 2 for bad input caught before the model loads (one line), 1 when the evaluation failed. It installs
@@ -18,9 +19,9 @@ from collections.abc import Iterator
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "lm-eval",
-        help="run lm-evaluation-harness with the llava_visheads model and the PointQA tasks",
-        description="Run lm-eval's own command line (`lm-eval run ...` arguments) with llava_visheads registered and "
-        "the PointQA tasks on the task path, e.g. visheads lm-eval --model llava_visheads "
+        help="run lm-evaluation-harness with the visheads and llava_visheads models and the PointQA tasks",
+        description="Run lm-eval's own command line (`lm-eval run ...` arguments) with visheads (every supported family) and "
+        "llava_visheads registered and the PointQA tasks on the task path, e.g. visheads lm-eval --model visheads "
         "--model_args pretrained=visheads-tiny,mask=early_top20 --tasks pointqa --apply_chat_template",
     )
     parser.set_defaults(handler=run, passthrough=[])
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import lm_eval
     from lm_eval.__main__ import cli_evaluate
 
-    import visheads_eval.lm_eval  # noqa: F401  (registers llava_visheads)
+    import visheads_eval.lm_eval  # noqa: F401  (registers visheads and llava_visheads)
     from visheads_eval.errors import VisheadsError
 
     argv = [arg for arg in args.passthrough if arg != "--"]

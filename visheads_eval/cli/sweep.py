@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sweep",
         help="evaluate a grid of masks on one loaded model: the results files of separate lmms_eval runs",
         description="Evaluate every mask (and seed) on the tasks through lmms-eval, loading the model once. Each writes "
-        "exactly the results file (and samples logs) that `lmms_eval --model llava_visheads --model_args ...,mask=NAME` "
+        "exactly the results file (and samples logs) that `lmms_eval --model MODEL --model_args ...,mask=NAME` "
         "writes, so `visheads leaderboard` reads them unchanged. Masks whose results exist are skipped.",
     )
     parser.add_argument("--masks", nargs="+", required=True, metavar="MASK",
@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "or paper: every shipped spec (the paper's grid and none)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[], metavar="SEED",
                         help="evaluate every random and others spec once per seed (default: the spec's own seed)")
+    parser.add_argument("--model", choices=("llava_visheads", "visheads"), default="llava_visheads",
+                        help="the lmms-eval model: llava_visheads (the LLaVA family, the default) or visheads (every family)")
     parser.add_argument("--pretrained", default="visheads-tiny", help="the model (default: the shipped organism)")
     parser.add_argument("--model_args", default="", help="more model_args shared by every point (e.g. dtype=bfloat16,mask_mode=mean)")
     parser.add_argument("--mask-dir", type=Path, help="a folder of your own specs, searched before the shipped ones")
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ranking is not None:
         shared.append(f"ranking={args.ranking}")
     lmms_args = evaluation_args(args.tasks, args.batch_size, args.limit, args.include_path)
-    print(f"visheads sweep: {len(points)} points on {args.pretrained}, tasks {args.tasks}, into {args.output_path}", flush=True)
+    print(f"visheads sweep: {len(points)} points on {args.pretrained} ({args.model}), tasks {args.tasks}, into {args.output_path}",
+          flush=True)
     run_sweep(points, ",".join(shared), lmms_args, args.output_path, record_dir=args.record_dir,
-              say=lambda line: print(line, flush=True))
+              say=lambda line: print(line, flush=True), model=args.model)
     return 0

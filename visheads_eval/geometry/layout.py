@@ -1,10 +1,15 @@
 """Where each image token of one image comes from: the processor's pixel steps and the model's feature order.
 
-A :class:`TokenLayout` holds one or more patch grids. Each grid cell is one vision patch; per axis, the
-grid is a run of segments (one per anyres tile row or column), each with the steps that carry an
+A :class:`TokenLayout` holds one or more grids. Each grid cell is one footprint (a vision patch for the
+LLaVA layouts; the block of patches one token is merged or pooled from for the other families); per axis,
+the grid is a run of segments (one per tile row or column), each with the steps that carry an
 original-image coordinate onto that segment's pixels. ``token_index`` tells which image token (0-based,
-in the order the model writes features into the ``<image>`` positions) each cell becomes, ``-1`` for
-cells the model drops (LLaVA-NeXT unpadding).
+in the order the model writes features into the image-token positions) each cell becomes, ``-1`` for
+cells the model drops (LLaVA-NeXT unpadding); a pooled grid maps each token to a rectangle of cells.
+
+This module owns those structures, the helpers every layout builds them with (:func:`row_major_grid`,
+:func:`tiles_grid`, :func:`anyres_parts`) and the LLaVA-1.5 / ViP-LLaVA and LLaVA-NeXT layouts
+(:func:`token_layout`); the other families' layouts are in :mod:`visheads_eval.geometry.modern`.
 
 Sizes come from transformers' own helpers (``get_resize_output_image_size``, ``select_best_resolution``,
 ``get_patch_output_size``, the model's ``unpad_image``), so the integer rounding is the installed
@@ -15,6 +20,7 @@ order mirrors ``LlavaNextModel.pack_image_features``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -27,10 +33,10 @@ from transformers.models.llava_next.modeling_llava_next import unpad_image
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.geometry.axis import Step, centre_crop_shift
-from visheads_eval.geometry.settings import Geometry, ImageSettings
+from visheads_eval.geometry.settings import ANYRES_LABELS, Geometry, ImageSettings
 
 
-def _shape_only(height: int, width: int) -> np.ndarray:
+def shape_only(height: int, width: int) -> np.ndarray:
     """A (1, height, width) array that costs no memory, for transformers helpers that read only the shape."""
     return np.broadcast_to(np.zeros((), dtype=np.uint8), (1, height, width))
 
@@ -41,7 +47,7 @@ def resized_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
         return get_size_with_aspect_ratio((height, width), size.shortest_edge, size.longest_edge)
     if size.shortest_edge:
         return get_resize_output_image_size(
-            _shape_only(height, width), size.shortest_edge, default_to_square=False,
+            shape_only(height, width), size.shortest_edge, default_to_square=False,
             input_data_format=ChannelDimension.FIRST,
         )
     if size.max_height and size.max_width:
@@ -113,26 +119,66 @@ class Segment:
 
 @dataclass(frozen=True)
 class Grid:
-    """Patch cells ``(rows, cols)``: the y segments give the rows, the x segments the columns."""
+    """Cells ``(rows, cols)``: the y segments give the rows, the x segments the columns.
+
+    Usually each cell is one token's footprint and ``token_index`` is ``(rows, cols)``. A pooled grid
+    (LLaVA-OneVision's bilinear downsampling) has ``token_index`` of ``(token_rows, token_cols)`` and
+    ``row_cells``/``col_cells`` giving, per token row/column, the run ``[first, end)`` of cell rows/columns
+    its footprint spans; a token's footprint is the rectangle of those cells.
+    """
 
     y: tuple[Segment, ...]
     x: tuple[Segment, ...]
     token_index: np.ndarray  # (rows, cols) int64, -1 where the cell becomes no token
+    row_cells: np.ndarray | None = None  # (token_rows, 2) int64 [first, end) cell rows; None: one row each
+    col_cells: np.ndarray | None = None  # (token_cols, 2) int64 [first, end) cell columns; None: one column each
 
 
 @dataclass(frozen=True)
 class TokenLayout:
-    """All image tokens of one image: ``n_tokens`` positions, of which the grids' cells are patches."""
+    """All image tokens of one image: ``n_tokens`` positions, of which the grids' cells are footprints.
+
+    ``patch_size`` is the side of one grid cell in processed pixels: a vision patch for the LLaVA
+    layouts, the square block of patches one token is merged or pooled from for the other families.
+    """
 
     n_tokens: int
     grids: tuple[Grid, ...]
     patch_size: int
 
 
+def row_major_grid(trace: Trace, rows: int, cols: int, first_token: int) -> Grid:
+    """``rows`` x ``cols`` cells on ``trace``'s canvas, one token each, numbered row-major from ``first_token``."""
+    token_index = first_token + np.arange(rows * cols, dtype=np.int64).reshape(rows, cols)
+    return Grid((Segment(tuple(trace.y), rows),), (Segment(tuple(trace.x), cols),), token_index)
+
+
 def _single_grid(trace: Trace, geometry: Geometry, first_token: int) -> Grid:
+    """The vision tower's square patch grid on ``trace``'s canvas, row-major from ``first_token``."""
     n = geometry.patches_per_side
-    token_index = first_token + np.arange(n * n, dtype=np.int64).reshape(n, n)
-    return Grid((Segment(tuple(trace.y), n),), (Segment(tuple(trace.x), n),), token_index)
+    return row_major_grid(trace, n, n, first_token)
+
+
+def tile_segments(prefix: list[Step], tile: list[Step], count: int, side: int, n_cells: int) -> tuple[Segment, ...]:
+    """One axis of a canvas cut into ``count`` tiles of ``side`` pixels, ``n_cells`` cells each.
+
+    ``prefix`` carries original pixels onto the canvas, ``tile`` carries a cut-out tile onto what the vision
+    tower sees (empty when the tile is used as cut).
+    """
+    return tuple(
+        Segment((*prefix, Step(Fraction(1), Fraction(-i * side), side), *tile), n_cells) for i in range(count)
+    )
+
+
+def tiles_grid(canvas: Trace, rows: int, cols: int, side: int, per_side: int, first_token: int) -> Grid:
+    """A canvas cut into ``rows`` x ``cols`` square tiles of ``side`` pixels, taken row-major, each tile's
+    ``per_side`` x ``per_side`` tokens row-major within it (InternVL, Idefics3 / SmolVLM)."""
+    y = tile_segments(canvas.y, [], rows, side, per_side)
+    x = tile_segments(canvas.x, [], cols, side, per_side)
+    r, c = np.arange(rows * per_side), np.arange(cols * per_side)
+    tile = (r // per_side)[:, None] * cols + (c // per_side)[None, :]
+    inner = (r % per_side)[:, None] * per_side + (c % per_side)[None, :]
+    return Grid(y, x, (first_token + tile * per_side * per_side + inner).astype(np.int64))
 
 
 def _plain_layout(width: int, height: int, geometry: Geometry) -> TokenLayout:
@@ -162,12 +208,25 @@ def _tile_side(image: ImageSettings) -> int:
     return image.size.shortest_edge
 
 
-def _anyres_layout(width: int, height: int, geometry: Geometry) -> TokenLayout:
-    """LLaVA-NeXT: base image features, then the unpadded tile grid with a newline token after each row."""
+@dataclass(frozen=True)
+class AnyresParts:
+    """The pieces of an anyres image before the model packs the tile grid (LLaVA-NeXT, LLaVA-OneVision)."""
+
+    base: Grid  # the base image's patches, tokens 0 .. n*n - 1
+    y: tuple[Segment, ...]  # the tile grid's rows: one segment per tile row
+    x: tuple[Segment, ...]  # the tile grid's columns: one segment per tile column
+    kept: np.ndarray  # (kept_rows, kept_cols) cell numbers (row * grid_cols + col) that survive the model's unpadding
+    grid_cols: int  # columns of cells in the whole tile grid
+
+
+def anyres_parts(
+    width: int, height: int, geometry: Geometry, unpad: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
+) -> AnyresParts:
+    """Base image and tile grid of an anyres processor; ``unpad`` is the model's own ``unpad_image``."""
     image, n = geometry.image, geometry.patches_per_side
     size = image.size
     if size is None:
-        raise VisheadsError("the LLaVA-NeXT image processor has no size")
+        raise VisheadsError(f"the {ANYRES_LABELS.get(image.kind, 'anyres')} image processor has no size")
     base = Trace(height, width)
     if size is not None and size.height and size.width:  # the base image is stretched, not cropped
         base.resize(size.height, size.width)
@@ -179,7 +238,7 @@ def _anyres_layout(width: int, height: int, geometry: Geometry) -> TokenLayout:
 
     best_height, best_width = select_best_resolution((height, width), [list(p) for p in image.grid_pinpoints])
     new_height, new_width = get_patch_output_size(
-        _shape_only(height, width), (best_height, best_width), ChannelDimension.FIRST
+        shape_only(height, width), (best_height, best_width), ChannelDimension.FIRST
     )
     canvas = Trace(height, width)
     canvas.resize(new_height, new_width)
@@ -196,22 +255,34 @@ def _anyres_layout(width: int, height: int, geometry: Geometry) -> TokenLayout:
     _check_fits(tile, geometry, "anyres tiles")
     rows, cols = best_height // side, best_width // side
 
-    def segments(axis: str, count: int) -> tuple[Segment, ...]:
-        prefix, inner = getattr(canvas, axis), getattr(tile, axis)
-        return tuple(
-            Segment((*prefix, Step(Fraction(1), Fraction(-i * side), side), *inner), n) for i in range(count)
-        )
-
     # The model's own unpadding, applied to a map of cell numbers, tells which cells survive and in what order.
     cells = torch.arange(rows * n * cols * n).reshape(1, rows * n, cols * n)
-    kept = unpad_image(cells, (height, width))[0].numpy()  # (kept_rows, kept_cols) cell numbers
-    kept_rows, kept_cols = kept.shape
-    token_index = np.full(rows * n * cols * n, -1, dtype=np.int64)
-    row_starts = base_grid.token_index.size + np.arange(kept_rows) * (kept_cols + 1)  # + 1: newline token
-    token_index[kept] = row_starts[:, None] + np.arange(kept_cols)[None, :]
-    tiles = Grid(segments("y", rows), segments("x", cols), token_index.reshape(rows * n, cols * n))
-    n_tokens = base_grid.token_index.size + kept_rows * (kept_cols + 1)
-    return TokenLayout(n_tokens, (base_grid, tiles), geometry.patch_size)
+    kept = unpad(cells, (height, width))[0].numpy()  # (kept_rows, kept_cols) cell numbers
+    return AnyresParts(
+        base_grid, tile_segments(canvas.y, tile.y, rows, side, n), tile_segments(canvas.x, tile.x, cols, side, n),
+        kept, cols * n,
+    )
+
+
+def unpadded_tiles(parts: AnyresParts, first_token: int) -> tuple[Grid, int]:
+    """The kept tile-grid cells, one token each, row by row with a newline token after each row.
+
+    Returns the grid and the number of tokens it spans (newlines included), starting at ``first_token``.
+    """
+    kept_rows, kept_cols = parts.kept.shape
+    rows = sum(segment.n_cells for segment in parts.y)
+    token_index = np.full(rows * parts.grid_cols, -1, dtype=np.int64)
+    row_starts = first_token + np.arange(kept_rows) * (kept_cols + 1)  # + 1: newline token
+    token_index[parts.kept] = row_starts[:, None] + np.arange(kept_cols)[None, :]
+    return Grid(parts.y, parts.x, token_index.reshape(rows, parts.grid_cols)), kept_rows * (kept_cols + 1)
+
+
+def _anyres_layout(width: int, height: int, geometry: Geometry) -> TokenLayout:
+    """LLaVA-NeXT: base image features, then the unpadded tile grid with a newline token after each row."""
+    parts = anyres_parts(width, height, geometry, unpad_image)
+    first = parts.base.token_index.size
+    tiles, n_tile_tokens = unpadded_tiles(parts, first)
+    return TokenLayout(first + n_tile_tokens, (parts.base, tiles), geometry.patch_size)
 
 
 def token_layout(width: int, height: int, geometry: Geometry) -> TokenLayout:

@@ -1,4 +1,4 @@
-"""The ``llava_visheads`` model for lm-evaluation-harness: lm-eval's ``hf-multimodal``, instrumented.
+"""The ``llava_visheads`` and ``visheads`` models for lm-evaluation-harness: lm-eval's ``hf-multimodal``, instrumented.
 
 ``LlavaVisheadsLM`` subclasses lm-eval's ``HFMultimodalLM`` and changes what lm-eval's own
 ``hf_steered`` changes, in its style: this project's model_args are checked and popped before the parent
@@ -7,12 +7,19 @@ loads anything (the same checks and one-line errors as the lmms-eval model), and
 recorder, records), installed for that call and removed in ``finally``. Which document each row of a
 batch answers is read from the requests lm-eval hands ``generate_until``: the images of a row are the very
 image objects of its request.
+
+``VisheadsLM`` (``visheads``) is the same for every family of :mod:`visheads_eval.families`: it loads the
+family's transformers class (``AUTO_MODEL_CLASS``, which ``HFLM`` loads from) and its processor through
+:func:`~visheads_eval.processors.load_processor` (overriding ``_create_tokenizer``, where ``hf-multimodal``
+calls ``AutoProcessor``, which cannot build the Qwen-VL, OneVision, InternVL or SmolVLM processors without
+torchvision). Prompts are hf-multimodal's, as for any model: lm-eval's chat template handling, the processor's
+own image settings (``min_pixels``/``max_pixels`` reach the processor as they do in hf-multimodal).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
@@ -20,7 +27,8 @@ from lm_eval.models.hf_vlms import HFMultimodalLM
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through, remember_run
-from visheads_eval.model_args import DEFAULT_PRETRAINED, OWN_ARGS, check_model
+from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, OWN_ARGS, CheckedArgs, check_model
+from visheads_eval.processors import load_processor
 from visheads_eval.records import RecordKey
 
 # lm-eval evaluates one split per task and does not name it in its requests; records carry this one.
@@ -32,19 +40,28 @@ _RESIZING = ("image_width", "image_height", "image_max_side", "min_pixels", "max
 class LlavaVisheadsLM(HFMultimodalLM):
     """``llava_visheads`` in lm-eval: ``hf-multimodal`` with this project's masks and records."""
 
+    model_id: ClassVar[str] = "llava_visheads"
+    model_types: ClassVar[tuple[str, ...] | None] = LLAVA_FAMILY  # the families it takes (None: all)
+    resizing_args: ClassVar[tuple[str, ...]] = _RESIZING  # hf-multimodal arguments that would move a box off its tokens
+
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
-        resizing = [key for key in _RESIZING if kwargs.get(key) is not None]
+        resizing = [key for key in self.resizing_args if kwargs.get(key) is not None]
         if resizing:
             raise VisheadsError(
-                f"llava_visheads keeps images as the task gives them (boxes and records are in their pixels); drop {', '.join(resizing)}"
+                f"{self.model_id} keeps images as the task gives them (boxes and records are in their pixels); drop {', '.join(resizing)}"
             )
         own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
-        checked = check_model(str(pretrained), own, revision=str(kwargs.get("revision") or "main"), dtype=kwargs.get("dtype", "auto"))
+        checked = check_model(str(pretrained), own, revision=str(kwargs.get("revision") or "main"), dtype=kwargs.get("dtype", "auto"),
+                              model_types=self.model_types, model_id=self.model_id)
+        self._checked(checked)
         self.instrumentation = Instrumentation(checked)
         self._requests: dict[int, Instance] = {}  # id of a request's first image -> the request
         self._rows: list[DocContext | None] = []  # the docs of the batch being encoded
         super().__init__(checked.pretrained, **kwargs)
         self.instrumentation.attach(self.model, self.processor, rank=self.rank)
+
+    def _checked(self, checked: CheckedArgs) -> None:
+        """What the checked model_args decide before the parent loads anything (nothing here)."""
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> LlavaVisheadsLM:
@@ -81,7 +98,7 @@ class LlavaVisheadsLM(HFMultimodalLM):
             return None
         request = self._requests.get(id(images[0]))
         if request is None:
-            raise VisheadsError("llava_visheads cannot tell which document a batch row answers: its images are not its request's")
+            raise VisheadsError(f"{self.model_id} cannot tell which document a batch row answers: its images are not its request's")
         key = RecordKey(task=str(request.task_name), split=SPLIT, doc_id=int(request.doc_id))
         return DocContext(key=key, doc=request.doc, images=list(images))
 
@@ -91,6 +108,31 @@ class LlavaVisheadsLM(HFMultimodalLM):
         except Exception as error:
             where = ", ".join(f"task '{c.key.task}' doc {c.key.doc_id}" for c in self._rows if c is not None) or "a batch without images"
             raise RuntimeError(f"generation failed on {where}: {type(error).__name__}: {error}") from error
+
+
+@register_model("visheads")
+class VisheadsLM(LlavaVisheadsLM):
+    """``visheads`` in lm-eval: ``llava_visheads`` for every family, each loaded by its own transformers class and
+    its processor loaded through :func:`~visheads_eval.processors.load_processor`."""
+
+    model_id = "visheads"
+    model_types = None
+    # min_pixels and max_pixels go to the processor (its geometry then knows them), not to an image resize.
+    resizing_args = ("image_width", "image_height", "image_max_side")
+
+    def _checked(self, checked: CheckedArgs) -> None:
+        # HFLM loads the model with this class (hf-multimodal's AutoModelForImageTextToText otherwise).
+        self.AUTO_MODEL_CLASS = checked.family.model_class_object()
+
+    def _create_tokenizer(self, pretrained: str | Any, tokenizer: str | Any | None, revision: str | None = "main",
+                          trust_remote_code: bool | None = False, **kwargs: Any) -> None:
+        """hf-multimodal's processor and tokenizer, the processor loaded through ``load_processor``."""
+        if tokenizer and not isinstance(tokenizer, str):
+            self.processor = tokenizer  # a processor object, which hf-multimodal also takes
+        else:
+            source = tokenizer or (pretrained if isinstance(pretrained, str) else self.model.name_or_path)
+            self.processor = load_processor(source, revision=revision or "main", trust_remote_code=bool(trust_remote_code), **self.pixels)
+        self.tokenizer = self.processor.tokenizer
 
 
 def _visuals(request: Instance) -> list:

@@ -1,4 +1,8 @@
-"""Registration of ``llava_visheads`` with lmms-eval (entry-point group ``lmms_eval.models``)."""
+"""Registration of ``llava_visheads`` and ``visheads`` with lmms-eval (entry-point group ``lmms_eval.models``).
+
+The one entry point (``llava_visheads`` in pyproject.toml) loads :func:`manifests`, which returns both models'
+manifests: lmms-eval registers a manifest by its ``model_id``, whatever the entry point is called.
+"""
 
 from __future__ import annotations
 
@@ -19,5 +23,8 @@ def manifests() -> list[ModelManifest]:
             model_id="llava_visheads",
             simple_class_path="visheads_eval.lmms.model.LlavaVisheads",
             chat_class_path="visheads_eval.lmms.model.LlavaVisheadsChat",
-        )
+        ),
+        # Chat only (is_simple = False): lmms-eval resolves --force_simple to the chat class when a manifest has
+        # no simple one, and builds chat requests (doc_to_messages) from every generate_until task.
+        ModelManifest(model_id="visheads", chat_class_path="visheads_eval.lmms.visheads.Visheads"),
     ]

@@ -6,7 +6,8 @@ parent loads anything; every ``generate`` call runs inside a context installed f
 in ``finally``; and a generation error, which ``llava_hf`` would turn into an empty answer, fails the run.
 Both also batch: with ``--batch_size N`` they generate N documents at once (left-padded prompts, one
 ``generate``), where ``llava_hf`` runs one at a time; the answers, records and results are those of batch
-size 1, in lmms-eval's order and format.
+size 1, in lmms-eval's order and format. The batching, the documents of a batch and the failure of a batch
+are shared with the ``visheads`` model (:mod:`visheads_eval.lmms.batching`).
 """
 
 from __future__ import annotations
@@ -14,57 +15,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
-import math
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from lmms_eval import utils as lmms_utils
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.models.chat.llava_hf import LlavaHf as LlavaHfChat
 from lmms_eval.models.simple import llava_hf as llava_hf_module
 from lmms_eval.models.simple.llava_hf import LlavaHf as LlavaHfSimple
 from lmms_eval.protocol import ChatMessages
-from lmms_eval.utils import simple_parse_args_string
 from PIL import Image
-from tqdm import tqdm
 
 from visheads_eval.errors import VisheadsError
-from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through, remember_run
+from visheads_eval.families import FAMILIES
+from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
+from visheads_eval.lmms.batching import GenerationFailed, PromptedDoc, answer_lengths, generate_batch, images_in, in_batches, request_key
 from visheads_eval.lmms.model_args import check_model_args
-from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY
-from visheads_eval.records import RecordKey
-
-_shared: dict[tuple, VisheadsAdapter] | None = None  # loaded models by (class, weights, loading args), while shared
-
-
-@contextlib.contextmanager
-def sharing_loaded_models() -> Iterator[None]:
-    """While the block runs, every lmms-eval evaluation of ``llava_visheads`` whose weights and loading
-    arguments (all model_args but this project's own, batch size and device included) match an earlier
-    one's gets that model, already loaded, with its own masks, recording and means: what ``visheads
-    sweep`` runs its masks on. Masks and recorders are installed per ``generate`` call, so nothing of one
-    evaluation stays on the model for the next."""
-    global _shared
-    if _shared is not None:  # already sharing: an inner block shares the outer one's models
-        yield
-        return
-    _shared = {}
-    try:
-        yield
-    finally:
-        _shared = None
-
-
-class GenerationFailed(RuntimeError):
-    """``generate`` raised on a document; llava_hf would have recorded an empty answer instead."""
-
+from visheads_eval.lmms.sharing import SharedLoading
+from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
 
 @contextlib.contextmanager
 def _llava_family_known_to_llava_hf() -> Iterator[None]:
     """Let ``llava_hf`` load every LLaVA-family class (it knows llava and llava_next, not vipllava)."""
-    added = {name: cls for name, cls in LLAVA_FAMILY.items() if name not in llava_hf_module.model_map}
+    added = {name: FAMILIES[name].model_class_object() for name in LLAVA_FAMILY if name not in llava_hf_module.model_map}
     llava_hf_module.model_map.update(added)
     try:
         yield
@@ -73,18 +46,7 @@ def _llava_family_known_to_llava_hf() -> Iterator[None]:
             llava_hf_module.model_map.pop(name, None)
 
 
-def _images_in(value: Any) -> list[Image.Image]:
-    """The images in what a doc reader returned: a list of visuals, or chat messages holding them."""
-    if isinstance(value, Image.Image):
-        return [value]
-    if isinstance(value, dict):
-        return [image for item in value.values() for image in _images_in(item)]
-    if isinstance(value, (list, tuple)):
-        return [image for item in value for image in _images_in(item)]
-    return []
-
-
-class VisheadsAdapter:
+class VisheadsAdapter(SharedLoading):
     """What ``llava_visheads`` adds to a ``llava_hf`` adapter; mixed in before the parent class."""
 
     # Position, in a request's arguments, of the callable that reads the doc (doc_to_visual or doc_to_messages).
@@ -103,33 +65,13 @@ class VisheadsAdapter:
             # llava_hf takes them from accelerate only when it places the model itself (cuda:<rank>), so with a
             # device_map (cpu, or auto over several GPUs) every process would call itself rank 0.
             self._rank, self._world_size = int(os.environ.get("RANK", "0")), world_size
-        self._instrument(instrumentation)
+        self.instrument(instrumentation)
 
     @classmethod
-    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> VisheadsAdapter:
-        """lmms-eval's constructor from ``--model_args``; inside :func:`sharing_loaded_models` a model already
-        loaded with the same weights and loading arguments is reused, instrumented for these model_args."""
-        if _shared is None:
-            adapter = super().create_from_arg_string(arg_string, additional_config)
-        else:
-            args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-            checked = check_model_args(args)
-            key = (cls, checked.pretrained, json.dumps({k: str(v) for k, v in checked.parent.items()}, sort_keys=True))
-            if key not in _shared:
-                _shared[key] = cls(**args)
-            else:
-                _shared[key]._instrument(Instrumentation(checked))
-            adapter = _shared[key]
-        remember_run(arg_string, adapter.instrumentation)
-        return adapter
+    def check_args(cls, model_args: dict[str, Any]) -> CheckedArgs:
+        return check_model_args(model_args)
 
-    def clean(self) -> None:
-        """lmms-eval frees the model after each evaluation; a model shared by a sweep stays for the next one."""
-        if _shared is not None and any(adapter is self for adapter in _shared.values()):
-            return
-        super().clean()
-
-    def _instrument(self, instrumentation: Instrumentation) -> None:
+    def instrument(self, instrumentation: Instrumentation) -> None:
         """Bind a run's masks, recording and means to the loaded model."""
         self.instrumentation = instrumentation
         instrumentation.attach(self.model, self._image_processor, rank=self.rank)
@@ -150,14 +92,14 @@ class VisheadsAdapter:
     def _tracking_doc(self, request: Instance) -> Instance:
         """A copy of ``request`` whose doc reader first notes which doc is being generated for."""
         args = list(request.args)
-        key = RecordKey(task=args[-2], split=args[-1], doc_id=int(args[-3]))
+        key = request_key(args)
         read_doc = args[self._doc_reader_index]
 
         @functools.wraps(read_doc)
         def reading(doc: dict, *a: Any, **kw: Any) -> Any:
             self._raise_pending_failure()
             read = read_doc(doc, *a, **kw)
-            self._current_doc = DocContext(key=key, doc=doc, images=_images_in(read))
+            self._current_doc = DocContext(key=key, doc=doc, images=images_in(read))
             return read
 
         args[self._doc_reader_index] = reading
@@ -183,16 +125,6 @@ class VisheadsAdapter:
             raise failure
 
 
-@dataclasses.dataclass(frozen=True)
-class _Prompt:
-    """One document of a batch, prompted as the parent adapter prompts it alone."""
-
-    text: str  # the prompt after the chat template
-    images: list[Image.Image]
-    context: DocContext
-    cache_key: tuple  # what the parent hands lmms-eval's cache hook
-
-
 class BatchingAdapter(VisheadsAdapter):
     """Batches of ``--batch_size`` documents: one left-padded ``generate`` each, answers as one at a time."""
 
@@ -201,32 +133,21 @@ class BatchingAdapter(VisheadsAdapter):
     def generate_until(self, requests: list[Instance]) -> list[Any]:
         if self.batch_size_per_gpu == 1:
             return super().generate_until(requests)
-        # Grouped by generation kwargs and kept in lmms-eval's order, as llava_hf groups them; then cut into batches.
-        at = self._gen_kwargs_index
-        collator = lmms_utils.Collator([request.args for request in requests], lambda args: (args[at], args[at]),
-                                       group_fn=lambda args: args[at], grouping=True)
-        results: list[Any] = []
-        progress = tqdm(total=math.ceil(len(requests) / self.batch_size), disable=self.rank != 0, desc="Model Responding")
         try:
-            for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-                results += self._generate_batch(chunk)
-                progress.update(1)
+            return in_batches(requests, self._gen_kwargs_index, self.batch_size, self.rank, self._generate_batch)
         finally:
-            progress.close()
             self.instrumentation.finish()
-        return collator.get_original(results)
 
-    def _prompts(self, chunk: list[tuple]) -> list[_Prompt]:
+    def _prompts(self, chunk: list[tuple]) -> list[PromptedDoc]:
         """Each document of ``chunk`` (requests' arguments, ending in doc_id, task, split), prompted."""
         prompts = []
         for args in chunk:
-            doc_id, task, split = args[-3:]
-            doc = self.task_dict[task][split][doc_id]
+            key = request_key(args)
+            doc = self.task_dict[key.task][key.split][args[-3]]
             text, visuals, cache_key = self._prompt(args, doc)
             if not all(isinstance(visual, Image.Image) for visual in visuals):
-                raise VisheadsError(f"task '{task}' has videos; llava_visheads batches image tasks: run it with --batch_size 1")
-            key = RecordKey(task=task, split=split, doc_id=int(doc_id))
-            prompts.append(_Prompt(text, list(visuals), DocContext(key=key, doc=doc, images=list(visuals)), cache_key))
+                raise VisheadsError(f"task '{key.task}' has videos; llava_visheads batches image tasks: run it with --batch_size 1")
+            prompts.append(PromptedDoc(text, list(visuals), DocContext(key=key, doc=doc, images=list(visuals)), cache_key))
         return prompts
 
     def _prompt(self, args: tuple, doc: dict) -> tuple[str, list[Any], tuple]:
@@ -249,17 +170,11 @@ class BatchingAdapter(VisheadsAdapter):
         kwargs = {**inputs, "do_sample": do_sample, "temperature": gen["temperature"] if do_sample else None, "top_p": gen["top_p"],
                   "num_beams": gen["num_beams"], "max_new_tokens": gen["max_new_tokens"], "use_cache": self.use_cache,
                   "pad_token_id": self.eot_token_id, "eos_token_id": self.eot_token_id}
-        try:
-            output = self.instrumentation.generate(self.model.generate, [prompt.context for prompt in prompts], (), kwargs)
-        except Exception as error:
-            where = ", ".join(f"task '{p.context.key.task}' ({p.context.key.split}) doc {p.context.key.doc_id}" for p in prompts)
-            raise GenerationFailed(f"generation failed on the batch of {where}: {type(error).__name__}: {error}") from error
+        output = generate_batch(self.instrumentation, self.model.generate, prompts, kwargs)
         generated = output[:, inputs["input_ids"].shape[1] :]
         answers = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         results = []
-        for row, (answer, prompt) in enumerate(zip(answers, prompts, strict=True)):
-            ends = (generated[row] == self.eot_token_id).nonzero()
-            n_tokens = int(ends[0]) + 1 if len(ends) else generated.shape[1]  # through the first end-of-turn, as one doc alone
+        for answer, n_tokens, prompt in zip(answers, answer_lengths(generated, [self.eot_token_id]), prompts, strict=True):
             results.append(self._result(answer, n_tokens))
             self.cache_hook.add_partial("generate_until", prompt.cache_key, answer)
         return results

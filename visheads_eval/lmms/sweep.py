@@ -1,10 +1,10 @@
 """``visheads sweep``: a grid of masks evaluated through lmms-eval on one loaded model.
 
 Each point of the grid (a mask, and for random and "others" specs a seed) is a full ``lmms_eval --model
-llava_visheads --model_args ...,mask=NAME[,mask_seed=S]`` evaluation, run in this process by
+MODEL --model_args ...,mask=NAME[,mask_seed=S]`` evaluation (MODEL: ``llava_visheads`` or ``visheads``), run in this process by
 :mod:`visheads_eval.lmms.runner`, so it writes exactly the results file, samples logs and ``visheads``
 block a separate run writes, and ``visheads leaderboard`` reads them unchanged. Inside
-:func:`~visheads_eval.lmms.model.sharing_loaded_models` the model loads once; lmms-eval, the task index
+:func:`~visheads_eval.lmms.sharing.sharing_loaded_models` the model loads once; lmms-eval, the task index
 and the datasets' cache are loaded once by the process. A point whose results file exists with the same
 model_args is skipped (resume); a failure stops the sweep with the point and the document named.
 """
@@ -83,8 +83,8 @@ def evaluation_args(tasks: str, batch_size: int, limit: int | None = None, inclu
     return argv
 
 
-def evaluate(model_args: str, output_path: Path, lmms_args: Sequence[str]) -> int:
-    """One ``lmms_eval --model llava_visheads`` evaluation in this process; its exit status.
+def evaluate(model: str, model_args: str, output_path: Path, lmms_args: Sequence[str]) -> int:
+    """One ``lmms_eval --model MODEL`` evaluation in this process; its exit status.
 
     lmms-eval names its output files by the second at which an evaluation took its timestamp, some time
     after it started, so two evaluations in one second would write the same files. The previous
@@ -97,7 +97,7 @@ def evaluate(model_args: str, output_path: Path, lmms_args: Sequence[str]) -> in
     while _last_end_second is not None and int(time.time()) <= _last_end_second:
         time.sleep(1 - time.time() % 1 + 0.01)
     try:
-        return runner.run(["--model", "llava_visheads", "--model_args", model_args, "--output_path", str(output_path), *lmms_args])
+        return runner.run(["--model", model, "--model_args", model_args, "--output_path", str(output_path), *lmms_args])
     finally:
         _last_end_second = int(time.time())
 
@@ -109,14 +109,15 @@ def run_sweep(
     output_path: Path,
     record_dir: Path | None = None,
     say: Callable[[str], None] = print,
+    model: str = "llava_visheads",
 ) -> list[Path]:
     """Evaluate every point on one loaded model; return the results file of each, in order.
 
     ``base_model_args`` are the model_args every point shares (``pretrained=...``, ``mask_dir=...``);
-    ``lmms_args`` the rest of the ``lmms_eval`` command line (``--tasks``, ``--batch_size`` ...). With
+    ``lmms_args`` the rest of the ``lmms_eval`` command line (``--tasks``, ``--batch_size`` ...); ``model`` the lmms-eval model id. With
     ``record_dir``, each point records into ``record_dir/<label>``.
     """
-    from visheads_eval.lmms.model import sharing_loaded_models
+    from visheads_eval.lmms.sharing import sharing_loaded_models
 
     written = []
     with sharing_loaded_models():
@@ -132,7 +133,7 @@ def run_sweep(
                 written.append(found)
                 continue
             started = time.perf_counter()
-            code = evaluate(model_args, output_path, lmms_args)
+            code = evaluate(model, model_args, output_path, lmms_args)
             if code != 0:
                 raise VisheadsError(f"the sweep stopped at {step} (exit {code}); the error is above. "
                                     "Fix it and run the same command again: finished points are reused")
