@@ -151,10 +151,10 @@ def test_files_that_are_not_lmms_eval_results(tmp_path: Path) -> None:
         read_run(truncated)
     named = tmp_path / "scores.json"
     named.write_text("{}")
-    with pytest.raises(VisheadsError, match="does not end in _results.json"):
+    with pytest.raises(VisheadsError, match=r"is not a results file: its name is not lmms-eval's \(\*_results.json\) or lm-eval's \(results_\*.json\)"):
         read_run(named)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(VisheadsError, match="no lmms-eval results file"):
+    with pytest.raises(VisheadsError, match="no results file, lmms-eval's .* or lm-eval's .*, under"):
         find_runs([tmp_path / "empty"])
     with pytest.raises(VisheadsError, match="does not exist"):
         find_runs([tmp_path / "missing"])

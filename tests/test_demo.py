@@ -26,7 +26,7 @@ def test_demo_writes_the_reports_then_reuses_them(deep_model: Path, tmp_path: Pa
     assert "[1/4] record the unmasked run:" in first and "[3/4] mask [2/2] early_random seed=1:" in first
 
     board = pd.read_csv(out / "leaderboard.csv")
-    assert list(board.columns[:6]) == ["model", "mask", "task", "metric", "value", "drop"]
+    assert list(board.columns[:7]) == ["model", "host", "mask", "task", "metric", "value", "drop"] and set(board["host"]) == {"lmms-eval"}
     assert set(board["mask"]) == {"none", "early_top", "early_random"}
     assert set(board[board["mask"] == "early_random"]["mask_seed"]) == {1}
     assert set(board["task"]) == set(tasks)

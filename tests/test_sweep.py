@@ -12,7 +12,7 @@ from visheads_eval.cli import main
 from visheads_eval.lmms import runner
 from visheads_eval.lmms.model import LlavaVisheadsChat
 from visheads_eval.lmms.visheads import Visheads
-from visheads_eval.lmms.sweep import SweepPoint, expand_masks
+from visheads_eval.sweep import SweepPoint, expand_masks
 from visheads_eval.masking.specs import spec_files
 
 

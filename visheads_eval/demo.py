@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from visheads_eval.errors import VisheadsError
-from visheads_eval.lmms.sweep import SweepPoint
+from visheads_eval.sweep import SweepPoint
 
 POINTQA_TASKS = tuple(f"pointqa_{rendering}_{question}" for rendering in ("plain", "visual") for question in ("general", "object", "super"))
 STAGES = ("early", "mid", "late", "all")
@@ -73,7 +73,7 @@ class Demo:
         self.ranking: Path | None = None
 
     def run(self) -> int:
-        from visheads_eval.lmms.sharing import sharing_loaded_models
+        from visheads_eval.sharing import sharing_loaded_models
 
         start = time.perf_counter()
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ class Demo:
         print(line, flush=True)
 
     def _lmms_args(self) -> list[str]:
-        from visheads_eval.lmms.sweep import evaluation_args
+        from visheads_eval.sweep import evaluation_args
 
         return evaluation_args(",".join(self.tasks), BATCH_SIZE, self.limit, self.include_path)
 
@@ -124,7 +124,7 @@ class Demo:
             raise VisheadsError(f"{error}; its log is {log}:\n{tail}") from error
 
     def _record(self) -> None:
-        from visheads_eval.lmms.sweep import evaluate, existing_results
+        from visheads_eval.sweep import evaluate, existing_results
 
         recordings = [
             ("[1/4] record the unmasked run", "none", f"record={self.records},position=answer", self.results),
@@ -144,7 +144,7 @@ class Demo:
             self._say(f"{step}: {time.perf_counter() - started:5.1f} s")
 
     def _sweep(self, grid: list[SweepPoint]) -> None:
-        from visheads_eval.lmms.sweep import run_sweep
+        from visheads_eval.sweep import run_sweep
 
         base = f"pretrained={self.pretrained},mask_dir={self.masks},ranking={self.ranking}"
         with self._logged("sweep") as say:

@@ -1,9 +1,9 @@
-"""Analysis of recorded runs and lmms-eval results: head scores, rankings, comparisons, figures, leaderboards.
+"""Analysis of recorded runs and of lmms-eval and lm-eval results: head scores, rankings, comparisons, figures, leaderboards.
 
 Modules: ``scores`` (per-head means and the detection score), ``head_maps`` (head maps of record
 folders and ranking files), ``ranking_table`` (a model's ranking and its provenance), ``compare``
 (Pearson across models, EMD across benchmarks), ``figures`` (the paper's figures), ``results``
-(reading lmms-eval results and samples files), ``leaderboard`` (accuracy drops under masks),
+(reading both hosts' results and samples files), ``leaderboard`` (accuracy drops under masks),
 ``synthetic`` (lmms-eval-shaped results files for benchmarks and tests), ``output`` (atomic writes).
 Nothing here loads a model. The ``visheads rank / plot / compare / leaderboard`` commands are thin
 layers over the functions exported here::

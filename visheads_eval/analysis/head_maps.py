@@ -46,7 +46,7 @@ def model_label(run: Mapping) -> str:
 
 @dataclass
 class CorrectOnly:
-    """Selects the correctly answered samples, reading correctness from lmms-eval's samples files."""
+    """Selects the correctly answered samples, reading correctness from the samples files of the run (lmms-eval's or lm-eval's)."""
 
     runs: list[Run]
     metrics: Mapping[str, str] = field(default_factory=dict)
@@ -73,7 +73,7 @@ class CorrectOnly:
         same_model = [run for run in self.runs if run.model == records.run["model"] and run.mask == NO_MASK and task in run.results]
         if not same_model:
             raise VisheadsError(
-                f"no lmms-eval results of {records.run['model']} on {task} without a mask among the results given; "
+                f"no results of {records.run['model']} on {task} without a mask among the results given; "
                 "pass the output folder of the run that recorded "
                 f"{records.directory} to know which samples were answered correctly"
             )

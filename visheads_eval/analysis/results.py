@@ -1,11 +1,18 @@
-"""Reading what lmms-eval wrote: which run a results file is, its metrics, and per-sample correctness.
+"""Reading what lmms-eval and lm-eval wrote: which run a results file is, its metrics, and per-sample correctness.
 
-lmms-eval writes ``<output>/<model>/<date>_results.json`` and, with ``--log_samples``,
-``<date>_samples_<task>.jsonl`` beside it. A masked and an unmasked run of one model share that folder,
-so a run is identified from the file's content, never from folder names: the model is the
-``pretrained`` of the ``visheads`` block (runs made with ``lmms_eval``) or of ``config.model_args``;
-the mask is the ``visheads`` block's ``mask`` (name, mode, heads, seed, ranking), or the ``mask=`` of
-``config.model_args`` when the block is missing (then the heads are unknown), or ``none``.
+The two hosts lay their output out alike but name it differently (:data:`HOSTS`): lmms-eval writes
+``<output>/<model>/<date>_results.json`` and, with ``--log_samples``, ``<date>_samples_<task>.jsonl``
+beside it; lm-eval (``visheads lm-eval``) writes ``<output>/<model>/results_<date>.json`` and
+``samples_<task>_<date>.jsonl``. Both results files hold ``results`` (``"metric,filter"`` keys),
+``config.model_args``, ``n-samples`` and, for runs made through this project's commands, the ``visheads``
+block; both samples files hold one document a line with its ``doc_id`` and each metric under its name
+(lm-eval writes one line per document and filter; the ``none`` filter is read, or the only one).
+
+A masked and an unmasked run of one model share that folder, so a run is identified from the file's
+content, never from folder names: the model is the ``pretrained`` of the ``visheads`` block or of
+``config.model_args``; the mask is the ``visheads`` block's ``mask`` (name, mode, heads, seed, ranking),
+or the ``mask=`` of ``config.model_args`` when the block is missing (then the heads are unknown), or
+``none``; the host is the one whose file names it has.
 
 Each benchmark has a primary metric (:data:`PRIMARY_METRICS`, the names lmms-eval's task YAMLs give);
 any task can be given another with ``metrics={task: metric}``. Values are reported in accuracy points
@@ -39,14 +46,31 @@ ACCURACY_NAMES = ("accuracy", "acc", "exact_match")
 # Metrics that lmms-eval reports in percent rather than as a fraction.
 PERCENT_METRICS = frozenset({"gpt_eval_score"})
 
-_RESULTS_NAME = re.compile(r"^(?P<date>.+)_results\.json$")
+
+
+@dataclass(frozen=True)
+class Host:
+    """How one evaluation harness names its results and samples files."""
+
+    name: str
+    results_name: re.Pattern  # a results file's name, capturing its date
+    results_glob: str
+    samples_name: str  # a samples file's name, from the results file's date and a task
+
+
+HOSTS = (
+    Host("lmms-eval", re.compile(r"^(?P<date>.+)_results\.json$"), "*_results.json", "{date}_samples_{task}.jsonl"),
+    Host("lm-eval", re.compile(r"^results_(?P<date>.+)\.json$"), "results_*.json", "samples_{task}_{date}.jsonl"),
+)
+RESULTS_FILES = " or ".join(f"{host.name}'s ({host.results_glob})" for host in HOSTS)
 
 
 @dataclass(frozen=True)
 class Run:
-    """One lmms-eval results file: the model, the mask and the per-task metrics."""
+    """One results file of lmms-eval or lm-eval: the host, the model, the mask and the per-task metrics."""
 
     path: Path
+    host: str  # "lmms-eval" or "lm-eval"
     date: str
     model: str
     model_args: str
@@ -60,16 +84,19 @@ class Run:
     n_samples: Mapping[str, int] = field(default_factory=dict, repr=False)  # task -> documents evaluated
 
     def samples_path(self, task: str) -> Path:
-        """The samples file lmms-eval wrote beside this results file for ``task``."""
-        return self.path.with_name(f"{self.date}_samples_{task}.jsonl")
+        """The samples file the host wrote beside this results file for ``task``."""
+        host = next(host for host in HOSTS if host.name == self.host)
+        return self.path.with_name(host.samples_name.format(date=self.date, task=task))
 
 
 def read_run(path: Path) -> Run:
-    """Read one ``<date>_results.json``; a clear error for files that lmms-eval did not write."""
+    """Read one results file of lmms-eval (``<date>_results.json``) or lm-eval (``results_<date>.json``); a clear
+    error for files that neither wrote."""
     path = Path(path)
-    match = _RESULTS_NAME.match(path.name)
-    if match is None:
-        raise VisheadsError(f"{path} is not an lmms-eval results file: its name does not end in _results.json")
+    matches = [(host, host.results_name.match(path.name)) for host in HOSTS]
+    host, match = next(((host, match) for host, match in matches if match is not None), (None, None))
+    if host is None or match is None:
+        raise VisheadsError(f"{path} is not a results file: its name is not {RESULTS_FILES}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -77,11 +104,11 @@ def read_run(path: Path) -> Run:
     config = data.get("config") if isinstance(data, dict) else None
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(config, dict) or "model_args" not in config or not isinstance(results, dict):
-        raise VisheadsError(f"{path} is not an lmms-eval results file: it lacks 'results' or 'config.model_args'")
+        raise VisheadsError(f"{path} is not an {host.name} results file: it lacks 'results' or 'config.model_args'")
     model_args = _parse_model_args(config["model_args"], path)
     block = data.get("visheads")
     if block is not None and not isinstance(block, dict):
-        raise VisheadsError(f"{path}: its 'visheads' entry is not the block that lmms_eval writes")
+        raise VisheadsError(f"{path}: its 'visheads' entry is not the block that lmms_eval and visheads lm-eval write")
     block = block or {}
     model = _same_spelling(block.get("pretrained") or model_args.get("pretrained") or config.get("model"))
     if not model:
@@ -97,6 +124,7 @@ def read_run(path: Path) -> Run:
     record = block.get("record") or {}
     return Run(
         path=path,
+        host=host.name,
         date=match.group("date"),
         model=str(model),
         model_args=config["model_args"] if isinstance(config["model_args"], str) else json.dumps(config["model_args"], sort_keys=True),
@@ -132,13 +160,14 @@ def _parse_model_args(model_args: str | dict | None, path: Path) -> dict[str, An
 
 
 def find_runs(paths: Iterable[Path]) -> list[Run]:
-    """Every results file among ``paths`` (files, or folders searched recursively), oldest first."""
+    """Every results file among ``paths`` (files, or folders searched recursively), of either host, oldest first
+    (by the date in the file name, which orders one host's files)."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(path.rglob("*_results.json"))
+            found = sorted({found for host in HOSTS for found in path.rglob(host.results_glob)})
             if not found:
-                raise VisheadsError(f"no lmms-eval results file (*_results.json) under {path}")
+                raise VisheadsError(f"no results file, {RESULTS_FILES}, under {path}")
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -200,10 +229,11 @@ def metric_points(run: Run, task: str, metric: str, percent_metrics: Iterable[st
 
 
 def read_samples(run: Run, task: str) -> list[dict[str, Any]]:
-    """The per-doc rows of ``task``'s samples file beside ``run`` (lmms-eval ``--log_samples``)."""
+    """The per-doc rows of ``task``'s samples file beside ``run`` (``--log_samples``); of lm-eval's rows, one per
+    document and filter, those of the ``none`` filter (or of the only one)."""
     path = run.samples_path(task)
     if not path.is_file():
-        raise VisheadsError(f"{path} does not exist: rerun lmms-eval with --log_samples to get per-sample correctness of {task}")
+        raise VisheadsError(f"{path} does not exist: rerun {run.host} with --log_samples to get per-sample correctness of {task}")
     rows = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
@@ -214,13 +244,18 @@ def read_samples(run: Run, task: str) -> list[dict[str, Any]]:
             except json.JSONDecodeError as error:
                 raise VisheadsError(f"{path} line {number} is not JSON (truncated file?): {error}") from error
             if not isinstance(row, dict) or "doc_id" not in row:
-                raise VisheadsError(f"{path} line {number} is not an lmms-eval sample: it has no doc_id")
+                raise VisheadsError(f"{path} line {number} is not a sample of {run.host}: it has no doc_id")
             rows.append(row)
+    filters = list(dict.fromkeys(row["filter"] for row in rows if "filter" in row))
+    if len(filters) > 1:
+        if "none" not in filters:
+            raise VisheadsError(f"{path} logs the filters {', '.join(filters)}; per-sample correctness is read from the 'none' filter")
+        rows = [row for row in rows if row.get("filter") == "none"]
     return rows
 
 
 def is_correct(metric: str, value: Any) -> bool:
-    """Whether one sample's ``metric`` field (as lmms-eval logged it) is a correct answer.
+    """Whether one sample's ``metric`` field (as lmms-eval or lm-eval logged it) is a correct answer.
 
     A number (or a dict with a ``score``, as POPE logs) is correct at full marks, 1. SEED-Bench and
     Q-Bench log the prediction and the answer; they are judged by lmms-eval's own aggregation applied
@@ -239,7 +274,7 @@ def is_correct(metric: str, value: Any) -> bool:
         from lmms_eval.tasks.qbench.utils import evaluate_q_bench
 
         return evaluate_q_bench([{"id": 0, **value}])[1]["acc"] == 1.0
-    raise VisheadsError(f"per-sample correctness cannot be read from the '{metric}' field of lmms-eval's samples file; choose another --metric or use all samples")
+    raise VisheadsError(f"per-sample correctness cannot be read from the '{metric}' field of the samples file; choose another --metric or use all samples")
 
 
 def correct_docs(run: Run, task: str, metric: str) -> dict[int, bool]:

@@ -34,7 +34,7 @@ def add_records_options(parser: argparse.ArgumentParser, rankings: bool = False)
     score.add_argument("--eps", type=float, default=defaults.eps, help=f"keeps k / (l + eps) finite at layer 0 (default {defaults.eps})")
     score.add_argument("--part", choices=PARTS, default=defaults.part, help="score attention to all image tokens or to the question's region (default image)")
     parser.add_argument("--correct-only", action="append", type=Path, metavar="RESULTS",
-                        help="average only correctly answered samples, judged from lmms-eval's samples files under RESULTS "
+                        help="average only correctly answered samples, judged from the samples files (lmms-eval's or lm-eval's) under RESULTS "
                              "(an output folder or results file of the recorded run; run lmms-eval with --log_samples)")
     add_metric_options(parser)
 

@@ -1,6 +1,6 @@
 """``visheads leaderboard``: each benchmark's metric with no mask and its drop under every mask.
 
-Reads lmms-eval results files (folders are searched recursively) and writes ``leaderboard.md``,
+Reads lmms-eval and lm-eval results files (folders are searched recursively) and writes ``leaderboard.md``,
 ``leaderboard.csv`` and ``leaderboard.tex`` into ``--out``; prints the Markdown.
 """
 
@@ -16,10 +16,10 @@ from visheads_eval.cli.analysis_options import add_metric_options, add_out_optio
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "leaderboard",
-        help="accuracy with no mask and its drop under every mask, from lmms-eval results",
+        help="accuracy with no mask and its drop under every mask, from lmms-eval or lm-eval results",
         description="Tabulate each model's benchmark metric with no mask and its drop (points) under every mask, as Markdown, CSV and LaTeX.",
     )
-    parser.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="lmms-eval results files or output folders")
+    parser.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="lmms-eval or lm-eval results files, or output folders")
     parser.add_argument("--task", action="append", metavar="TASK", help="only this task (repeatable; default every task in the results)")
     parser.add_argument("--compare", nargs=2, action="append", default=[], metavar=("MASK_A", "MASK_B"),
                         help="also say whether MASK_A drops more than MASK_B (labels as in the table, e.g. 'early_random20 seed=1'): "

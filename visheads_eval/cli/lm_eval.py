@@ -28,13 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return evaluate([arg for arg in args.passthrough if arg != "--"])
+
+
+def evaluate(argv: list[str]) -> int:
+    """lm-eval's command line on ``argv`` (``lm-eval run`` arguments) in this process; its exit status."""
     import lm_eval
     from lm_eval.__main__ import cli_evaluate
 
     import visheads_eval.lm_eval  # noqa: F401  (registers visheads and llava_visheads)
     from visheads_eval.errors import VisheadsError
 
-    argv = [arg for arg in args.passthrough if arg != "--"]
     with _shipped_tasks_on_the_path(), _visheads_block_in_results(lm_eval), _argv(["lm-eval", *argv]):
         try:
             cli_evaluate()

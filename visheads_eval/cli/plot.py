@@ -1,4 +1,4 @@
-"""``visheads plot``: the paper's figures from record folders (and lmms-eval results for accuracies).
+"""``visheads plot``: the paper's figures from record folders (and lmms-eval or lm-eval results for accuracies).
 
 Writes PNG and PDF files into ``--out``: ``heatmap_image_attn`` and ``heatmap_region_attn`` (Fig. 3),
 ``attention_vs_concentration`` (Fig. 1; with ``--results``, each panel's title ends with the model's

@@ -24,12 +24,14 @@ from typing import Any, ClassVar
 from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 from lm_eval.models.hf_vlms import HFMultimodalLM
+from lm_eval.utils import simple_parse_args_string
 
 from visheads_eval.errors import VisheadsError
-from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through, remember_run
+from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
 from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, OWN_ARGS, CheckedArgs, check_model
 from visheads_eval.processors import load_processor
 from visheads_eval.records import RecordKey
+from visheads_eval.sharing import Shareable, shared_or_loaded
 
 # lm-eval evaluates one split per task and does not name it in its requests; records carry this one.
 SPLIT = "test"
@@ -37,7 +39,7 @@ SPLIT = "test"
 _RESIZING = ("image_width", "image_height", "image_max_side", "min_pixels", "max_pixels")
 
 @register_model("llava_visheads")
-class LlavaVisheadsLM(HFMultimodalLM):
+class LlavaVisheadsLM(Shareable, HFMultimodalLM):
     """``llava_visheads`` in lm-eval: ``hf-multimodal`` with this project's masks and records."""
 
     model_id: ClassVar[str] = "llava_visheads"
@@ -45,35 +47,45 @@ class LlavaVisheadsLM(HFMultimodalLM):
     resizing_args: ClassVar[tuple[str, ...]] = _RESIZING  # hf-multimodal arguments that would move a box off its tokens
 
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
-        resizing = [key for key in self.resizing_args if kwargs.get(key) is not None]
-        if resizing:
-            raise VisheadsError(
-                f"{self.model_id} keeps images as the task gives them (boxes and records are in their pixels); drop {', '.join(resizing)}"
-            )
-        own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
-        checked = check_model(str(pretrained), own, revision=str(kwargs.get("revision") or "main"), dtype=kwargs.get("dtype", "auto"),
-                              model_types=self.model_types, model_id=self.model_id)
+        checked = self.check_args({"pretrained": pretrained, **kwargs})
         self._checked(checked)
-        self.instrumentation = Instrumentation(checked)
+        instrumentation = Instrumentation(checked)
         self._requests: dict[int, Instance] = {}  # id of a request's first image -> the request
         self._rows: list[DocContext | None] = []  # the docs of the batch being encoded
-        super().__init__(checked.pretrained, **kwargs)
-        self.instrumentation.attach(self.model, self.processor, rank=self.rank)
+        super().__init__(checked.pretrained, **{key: value for key, value in kwargs.items() if key not in OWN_ARGS})
+        self.instrument(instrumentation)
+
+    @classmethod
+    def check_args(cls, model_args: dict[str, Any]) -> CheckedArgs:
+        """This project's model_args checked, and the images kept as the task gives them, before anything loads."""
+        kwargs = dict(model_args)
+        resizing = [key for key in cls.resizing_args if kwargs.get(key) is not None]
+        if resizing:
+            raise VisheadsError(
+                f"{cls.model_id} keeps images as the task gives them (boxes and records are in their pixels); drop {', '.join(resizing)}"
+            )
+        own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
+        return check_model(str(kwargs.get("pretrained", DEFAULT_PRETRAINED)), own, revision=str(kwargs.get("revision") or "main"),
+                           dtype=kwargs.get("dtype", "auto"), model_types=cls.model_types, model_id=cls.model_id)
+
+    def instrument(self, instrumentation: Instrumentation) -> None:
+        self.instrumentation = instrumentation
+        instrumentation.attach(self.model, self.processor, rank=self.rank)
 
     def _checked(self, checked: CheckedArgs) -> None:
         """What the checked model_args decide before the parent loads anything (nothing here)."""
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> LlavaVisheadsLM:
-        model = super().create_from_arg_string(arg_string, additional_config)
-        remember_run(arg_string, model.instrumentation)
-        return model
+        """lm-eval's constructor from a model_args string; a model loaded earlier in a sweep is reused."""
+        args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
+        return shared_or_loaded(cls, args, arg_string, lambda: super(LlavaVisheadsLM, cls).create_from_arg_string(arg_string, additional_config))
 
     @classmethod
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict | None = None) -> LlavaVisheadsLM:
-        model = super().create_from_arg_obj(arg_dict, additional_config)
-        remember_run(arg_dict, model.instrumentation)
-        return model
+        """lm-eval's constructor from model_args as a dict (its command line's); a model loaded earlier in a sweep is reused."""
+        args = {**arg_dict, **{k: v for k, v in (additional_config or {}).items() if v is not None}}
+        return shared_or_loaded(cls, args, arg_dict, lambda: super(LlavaVisheadsLM, cls).create_from_arg_obj(arg_dict, additional_config))
 
     def describe(self) -> dict[str, Any]:
         """What this run did to the model: the ``visheads`` block of the results."""

@@ -24,6 +24,7 @@ from lmms_eval.models.chat.llava_hf import LlavaHf as LlavaHfChat
 from lmms_eval.models.simple import llava_hf as llava_hf_module
 from lmms_eval.models.simple.llava_hf import LlavaHf as LlavaHfSimple
 from lmms_eval.protocol import ChatMessages
+from lmms_eval.utils import simple_parse_args_string
 from PIL import Image
 
 from visheads_eval.errors import VisheadsError
@@ -31,8 +32,8 @@ from visheads_eval.families import FAMILIES
 from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
 from visheads_eval.lmms.batching import GenerationFailed, PromptedDoc, answer_lengths, generate_batch, images_in, in_batches, request_key
 from visheads_eval.lmms.model_args import check_model_args
-from visheads_eval.lmms.sharing import SharedLoading
 from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
+from visheads_eval.sharing import Shareable, is_shared, shared_or_loaded
 
 @contextlib.contextmanager
 def _llava_family_known_to_llava_hf() -> Iterator[None]:
@@ -46,7 +47,7 @@ def _llava_family_known_to_llava_hf() -> Iterator[None]:
             llava_hf_module.model_map.pop(name, None)
 
 
-class VisheadsAdapter(SharedLoading):
+class VisheadsAdapter(Shareable):
     """What ``llava_visheads`` adds to a ``llava_hf`` adapter; mixed in before the parent class."""
 
     # Position, in a request's arguments, of the callable that reads the doc (doc_to_visual or doc_to_messages).
@@ -70,6 +71,17 @@ class VisheadsAdapter(SharedLoading):
     @classmethod
     def check_args(cls, model_args: dict[str, Any]) -> CheckedArgs:
         return check_model_args(model_args)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> VisheadsAdapter:
+        """lmms-eval's constructor from ``--model_args``; a model loaded earlier in a sweep is reused."""
+        args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
+        return shared_or_loaded(cls, args, arg_string, lambda: super(VisheadsAdapter, cls).create_from_arg_string(arg_string, additional_config))
+
+    def clean(self) -> None:
+        """lmms-eval frees the model after each evaluation; a model shared by a sweep stays for the next one."""
+        if not is_shared(self):
+            super().clean()
 
     def instrument(self, instrumentation: Instrumentation) -> None:
         """Bind a run's masks, recording and means to the loaded model."""

@@ -45,6 +45,7 @@ from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
 from lmms_eval.models.model_utils.media_encoder import encode_image_to_bytes
 from lmms_eval.protocol import ChatMessages
+from lmms_eval.utils import simple_parse_args_string
 from PIL import Image
 
 from visheads_eval.errors import VisheadsError
@@ -52,9 +53,9 @@ from visheads_eval.families import Family
 from visheads_eval.instrumentation import DocContext, Instrumentation
 from visheads_eval.lmms.batching import PromptedDoc, answer_lengths, generate_batch, in_batches, request_key
 from visheads_eval.lmms.model_args import check_visheads_model_args
-from visheads_eval.lmms.sharing import SharedLoading
 from visheads_eval.model_args import DEFAULT_PRETRAINED, CheckedArgs, flag
 from visheads_eval.processors import load_processor
+from visheads_eval.sharing import Shareable, is_shared, shared_or_loaded
 
 GEN_KWARGS_INDEX = 2  # chat requests' arguments: (context, doc_to_messages, gen_kwargs, doc_id, task, split)
 HELPFUL_ASSISTANT = "You are a helpful assistant."
@@ -174,7 +175,7 @@ def _loaded_image(url: Any) -> Image.Image:
     raise VisheadsError(f"visheads reads images as PIL images or paths; a chat message holds a {type(url).__name__}")
 
 
-class Visheads(SharedLoading, lmms):
+class Visheads(Shareable, lmms):
     """``visheads``: any supported family, prompted as lmms-eval's adapter for it prompts it, with this project's
     masks and records; chat requests only (lmms-eval builds them from every generate_until task)."""
 
@@ -207,6 +208,17 @@ class Visheads(SharedLoading, lmms):
     def instrument(self, instrumentation: Instrumentation) -> None:
         self.instrumentation = instrumentation
         instrumentation.attach(self._model, self.processor, rank=self._rank)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> Visheads:
+        """lmms-eval's constructor from ``--model_args``; a model loaded earlier in a sweep is reused."""
+        args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
+        return shared_or_loaded(cls, args, arg_string, lambda: super(Visheads, cls).create_from_arg_string(arg_string, additional_config))
+
+    def clean(self) -> None:
+        """lmms-eval frees the model after each evaluation; a model shared by a sweep stays for the next one."""
+        if not is_shared(self):
+            super().clean()
 
     @staticmethod
     def _load_model(checked: CheckedArgs, settings: dict[str, Any]) -> torch.nn.Module:

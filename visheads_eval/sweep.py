@@ -1,22 +1,25 @@
-"""``visheads sweep``: a grid of masks evaluated through lmms-eval on one loaded model.
+"""``visheads sweep``: a grid of masks evaluated through lmms-eval or lm-eval on one loaded model.
 
-Each point of the grid (a mask, and for random and "others" specs a seed) is a full ``lmms_eval --model
-MODEL --model_args ...,mask=NAME[,mask_seed=S]`` evaluation (MODEL: ``llava_visheads`` or ``visheads``), run in this process by
-:mod:`visheads_eval.lmms.runner`, so it writes exactly the results file, samples logs and ``visheads``
-block a separate run writes, and ``visheads leaderboard`` reads them unchanged. Inside
-:func:`~visheads_eval.lmms.sharing.sharing_loaded_models` the model loads once; lmms-eval, the task index
-and the datasets' cache are loaded once by the process. A point whose results file exists with the same
-model_args is skipped (resume); a failure stops the sweep with the point and the document named.
+Each point of the grid (a mask, and for random and "others" specs a seed) is a full evaluation of ``--model
+MODEL --model_args ...,mask=NAME[,mask_seed=S]`` (MODEL: ``llava_visheads`` or ``visheads``) through the
+host's own command, run in this process (:data:`HOSTS`: ``lmms_eval``, or ``visheads lm-eval``), so it writes
+exactly the results file, samples logs and ``visheads`` block a separate run writes, and ``visheads
+leaderboard`` reads them unchanged. Inside :func:`~visheads_eval.sharing.sharing_loaded_models` the model
+loads once; the host, the task index and the datasets' cache are loaded once by the process. A point whose
+results file exists with the same model_args is skipped (resume); a failure stops the sweep with the point
+and the document named.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from visheads_eval.errors import VisheadsError
 
@@ -62,10 +65,41 @@ def expand_masks(masks: Sequence[str], mask_dir: Path | None = None, seeds: Sequ
     return points
 
 
-def existing_results(output_path: Path, model_args: str) -> Path | None:
-    """The results file under ``output_path`` of an evaluation with exactly these model_args, if any."""
-    for path in sorted(Path(output_path).rglob("*_results.json")):
-        if json.loads(path.read_text()).get("config", {}).get("model_args") == model_args:
+@dataclass(frozen=True)
+class SweepHost:
+    """One evaluation harness a sweep runs in: its command, in this process, and how it names results files."""
+
+    name: str
+    command: str  # "module:function" taking the command line's arguments and returning its exit status
+    results_glob: str
+    flags: tuple[str, ...]  # added to every point's command line
+
+    def evaluate(self, argv: list[str]) -> int:
+        """The host's command on ``argv``, in this process; its exit status."""
+        module, function = self.command.split(":")
+        return getattr(importlib.import_module(module), function)(argv)
+
+
+HOSTS = {
+    "lmms-eval": SweepHost("lmms-eval", "visheads_eval.lmms.runner:run", "*_results.json", ()),
+    # visheads' models are chat models: lm-eval prompts them through the processor's chat template only when told.
+    "lm-eval": SweepHost("lm-eval", "visheads_eval.cli.lm_eval:evaluate", "results_*.json", ("--apply_chat_template",)),
+}
+
+
+def _parsed(model_args: str | dict[str, Any] | None) -> dict[str, str]:
+    """model_args as a host records them (a string, or lm-eval's parsed dict), as comparable key -> value strings."""
+    from lmms_eval.utils import simple_parse_args_string
+
+    parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
+    return {str(key): str(value) for key, value in parsed.items()}
+
+
+def existing_results(output_path: Path, model_args: str, host: SweepHost = HOSTS["lmms-eval"]) -> Path | None:
+    """The results file of ``host`` under ``output_path`` of an evaluation with exactly these model_args, if any."""
+    wanted = _parsed(model_args)
+    for path in sorted(Path(output_path).rglob(host.results_glob)):
+        if _parsed(json.loads(path.read_text()).get("config", {}).get("model_args")) == wanted:
             return path
     return None
 
@@ -73,9 +107,10 @@ def existing_results(output_path: Path, model_args: str) -> Path | None:
 _last_end_second: int | None = None
 
 
-def evaluation_args(tasks: str, batch_size: int, limit: int | None = None, include_path: Path | None = None) -> list[str]:
-    """The ``lmms_eval`` arguments of every point but the model: tasks, batch size, samples logs, quiet logging."""
-    argv = ["--tasks", tasks, "--batch_size", str(batch_size), "--log_samples", "--verbosity", "WARNING"]
+def evaluation_args(tasks: str, batch_size: int, limit: int | None = None, include_path: Path | None = None,
+                    host: SweepHost = HOSTS["lmms-eval"]) -> list[str]:
+    """The command-line arguments of every point but the model: tasks, batch size, samples logs, quiet logging."""
+    argv = ["--tasks", tasks, "--batch_size", str(batch_size), "--log_samples", "--verbosity", "WARNING", *host.flags]
     if limit is not None:
         argv += ["--limit", str(limit)]
     if include_path is not None:
@@ -83,21 +118,20 @@ def evaluation_args(tasks: str, batch_size: int, limit: int | None = None, inclu
     return argv
 
 
-def evaluate(model: str, model_args: str, output_path: Path, lmms_args: Sequence[str]) -> int:
-    """One ``lmms_eval --model MODEL`` evaluation in this process; its exit status.
+def evaluate(model: str, model_args: str, output_path: Path, host_args: Sequence[str], host: SweepHost = HOSTS["lmms-eval"]) -> int:
+    """One ``--model MODEL`` evaluation through ``host`` in this process; its exit status.
 
     lmms-eval names its output files by the second at which an evaluation took its timestamp, some time
     after it started, so two evaluations in one second would write the same files. The previous
     evaluation's timestamp is no later than the second it ended in: starting the next one in a later
-    second gives it a later timestamp.
+    second gives it a later timestamp. (lm-eval's names carry microseconds.)
     """
     global _last_end_second
-    from visheads_eval.lmms import runner
 
     while _last_end_second is not None and int(time.time()) <= _last_end_second:
         time.sleep(1 - time.time() % 1 + 0.01)
     try:
-        return runner.run(["--model", model, "--model_args", model_args, "--output_path", str(output_path), *lmms_args])
+        return host.evaluate(["--model", model, "--model_args", model_args, "--output_path", str(output_path), *host_args])
     finally:
         _last_end_second = int(time.time())
 
@@ -105,19 +139,20 @@ def evaluate(model: str, model_args: str, output_path: Path, lmms_args: Sequence
 def run_sweep(
     points: Sequence[SweepPoint],
     base_model_args: str,
-    lmms_args: Sequence[str],
+    host_args: Sequence[str],
     output_path: Path,
     record_dir: Path | None = None,
     say: Callable[[str], None] = print,
     model: str = "llava_visheads",
+    host: SweepHost = HOSTS["lmms-eval"],
 ) -> list[Path]:
     """Evaluate every point on one loaded model; return the results file of each, in order.
 
     ``base_model_args`` are the model_args every point shares (``pretrained=...``, ``mask_dir=...``);
-    ``lmms_args`` the rest of the ``lmms_eval`` command line (``--tasks``, ``--batch_size`` ...); ``model`` the lmms-eval model id. With
+    ``host_args`` the rest of the host's command line (``--tasks``, ``--batch_size`` ...); ``model`` the host's model id. With
     ``record_dir``, each point records into ``record_dir/<label>``.
     """
-    from visheads_eval.lmms.sharing import sharing_loaded_models
+    from visheads_eval.sharing import sharing_loaded_models
 
     written = []
     with sharing_loaded_models():
@@ -127,17 +162,17 @@ def run_sweep(
                 own["record"] = str(record_dir / point.label.replace(" seed=", "_seed"))
             model_args = ",".join([base_model_args, *(f"{key}={value}" for key, value in own.items())])
             step = f"[{index}/{len(points)}] {point.label}"
-            found = existing_results(output_path, model_args)
+            found = existing_results(output_path, model_args, host)
             if found is not None:
                 say(f"{step}: reused {found}")
                 written.append(found)
                 continue
             started = time.perf_counter()
-            code = evaluate(model, model_args, output_path, lmms_args)
+            code = evaluate(model, model_args, output_path, host_args, host)
             if code != 0:
                 raise VisheadsError(f"the sweep stopped at {step} (exit {code}); the error is above. "
                                     "Fix it and run the same command again: finished points are reused")
-            found = existing_results(output_path, model_args)
+            found = existing_results(output_path, model_args, host)
             if found is None:
                 raise VisheadsError(f"{step} wrote no results file under {output_path}")
             say(f"{step}: {time.perf_counter() - started:.1f} s, {_summary(found)}")
