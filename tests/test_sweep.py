@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,13 @@ def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
     loads = []
     init = model_class.__init__
     monkeypatch.setattr(model_class, "__init__", lambda self, *a, **k: loads.append(1) or init(self, *a, **k))
+    # A run without a mask argument, on the sweep's task and a second one, before the sweep's mask=none
+    # run: both are the unmasked run, the sweep's (newer) for its task and this one for the other.
+    tasks = shutil.copytree(count_task, tmp_path / "tasks")
+    (tasks / "twin.yaml").write_text((tasks / f"{TASK_NAME}.yaml").read_text().replace(f"task: {TASK_NAME}", "task: visheads_count_twin"))
+    assert runner.run(["--model", model, "--model_args", f"pretrained={pretrained}", "--tasks", f"{TASK_NAME},visheads_count_twin",
+                       "--include_path", str(tasks), "--batch_size", "2", "--log_samples", "--output_path", str(tmp_path / "sweep")]) == 0
+    loads.clear()
     argv = ["sweep", "--model", model, "--pretrained", pretrained, "--masks", "none", "L1H2+L2H0", "two_random", "--seeds", "0", "1",
             "--mask-dir", str(masks), "--tasks", TASK_NAME, "--include_path", str(count_task), "--batch_size", "2",
             "--output_path", str(tmp_path / "sweep")]
@@ -70,7 +78,7 @@ def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
     printed = capsys.readouterr().out
     assert "[4/4] two_random seed=1:" in printed and "exact_match" in printed
     swept = _runs(tmp_path / "sweep")
-    assert len(swept) == 4
+    assert len(swept) == 5
 
     separate_runs = {}
     for index, own in enumerate(("mask=L1H2+L2H0", "mask=two_random,mask_seed=1")):
@@ -90,6 +98,6 @@ def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
 
     assert _visheads(*argv) == 0, "a second sweep reuses every point"
     assert capsys.readouterr().out.count(": reused") == 4
-    assert len(_runs(tmp_path / "sweep")) == 4
+    assert len(_runs(tmp_path / "sweep")) == 5
     assert _visheads("leaderboard", str(tmp_path / "sweep"), "--out", str(tmp_path / "reports")) == 0
     assert "two_random" in (tmp_path / "reports" / "leaderboard.md").read_text()

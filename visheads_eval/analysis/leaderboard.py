@@ -213,10 +213,13 @@ def _paired(unmasked: Run, masked: Run, task: str, metric: str, correctness: dic
 
 
 def _check_masks_agree(chosen: Mapping[tuple[str, str, str, str], Run]) -> None:
+    def removed(run: Run) -> tuple[str | None, tuple[str, ...] | None]:
+        return (run.mask_mode if run.heads else None), run.heads  # no head removed: the mode removed nothing
+
     seen: dict[tuple[str, str, str], Run] = {}
     for (model, host, mask, _), run in chosen.items():
         first = seen.setdefault((model, host, mask), run)
-        if (first.mask_mode, first.heads) != (run.mask_mode, run.heads) and first.heads is not None and run.heads is not None:
+        if removed(first) != removed(run) and first.heads is not None and run.heads is not None:
             raise VisheadsError(
                 f"mask '{mask}' of {model} removed different heads (or used another mode) in {first.path} and {run.path}; "
                 "rerun the older one or leave it out"
