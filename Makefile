@@ -36,7 +36,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/visheads demo --out demo_out
 
-# The three demo figures that README shows, copied into docs/demo/ (README quotes demo_out/leaderboard.md).
+# The three demo figures docs/organism.md shows, copied into docs/demo/ (it quotes demo_out/leaderboard.md).
 DEMO_SHOWN := figures/heatmap_region_attn.png figures/attention_vs_concentration.png lens/logit_lens.png
 demo-docs: demo
 	mkdir -p docs/demo

@@ -1,10 +1,13 @@
 """What recording attention costs: a plain SDPA forward vs. HeadRecorder (without and with the logit
 lens) vs. eager output_attentions.
 
-A random LLaVA with LLaVA-1.5's vocabulary of 32,064 tokens (the vision tower is kept tiny so the language
-model dominates) whose language model is ``--shape small`` (1024 wide, 8 layers, 16 heads; the CPU
-default) or ``--shape 7b`` (Vicuna-7B's: 4096 wide, 32 layers x 32 heads, MLP 11008; ``--layers`` cuts
-it, and the tables say so), fed one image of N image tokens plus a short question, as a steady
+A random vision-language model whose vision tower is kept tiny (so the language model dominates) and whose
+language model is ``--shape small`` (a LLaVA, 1024 wide, 8 layers, 16 heads, LLaVA-1.5's vocabulary of
+32,064 tokens; the CPU default), ``--shape 7b`` (a LLaVA with Vicuna-7B's language model: 4096 wide, 32
+layers x 32 heads, MLP 11008) or ``--shape qwen2.5-vl-7b`` (a Qwen2.5-VL with Qwen2.5-VL-7B's: 3584 wide,
+28 layers, 28 query / 4 key-value heads, MLP 18944, vocabulary 152,064, multimodal RoPE); ``--layers``
+cuts the language model, and the tables say so. It is fed one image of N image tokens plus a short
+question, as a steady
 stream of samples (each its own forward, and for the recorder its own ``HeadRecorder``, as
 ``llava_visheads`` records one document after another):
 
@@ -20,6 +23,7 @@ stream of samples (each its own forward, and for the recorder its own ``HeadReco
     python benchmarks/recording_cost.py                      # N = 576, 1296, 1936, 2916
     python benchmarks/recording_cost.py --tokens 2916 --samples 4 --out result.json
     python benchmarks/recording_cost.py --shape 7b --device cuda --dtype bfloat16 --tokens 576 2916   # a GPU
+    python benchmarks/recording_cost.py --shape qwen2.5-vl-7b --layers 2 --tokens 1296   # Qwen2.5-VL-7B's shape, cut
 """
 
 from __future__ import annotations
@@ -35,12 +39,27 @@ from pathlib import Path
 
 VARIANTS = ("sdpa", "recorder", "lens", "eager")
 PATCH = 14
-VOCAB = 32064
-IMAGE_TOKEN = 32000
-SHAPES = {  # language model: hidden, MLP, layers, heads
-    "small": (1024, 2816, 8, 16),
-    "7b": (4096, 11008, 32, 32),
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """A language model's shape, and the family that wraps it."""
+
+    family: str  # "llava" or "qwen2_5_vl"
+    hidden: int
+    mlp: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab: int
+
+
+SHAPES = {
+    "small": Shape("llava", 1024, 2816, 8, 16, 16, 32064),
+    "7b": Shape("llava", 4096, 11008, 32, 32, 32, 32064),  # Vicuna-7B
+    "qwen2.5-vl-7b": Shape("qwen2_5_vl", 3584, 18944, 28, 28, 4, 152064),  # Qwen2.5-VL-7B's language model
 }
+IMAGE_TOKEN = {"llava": 32000, "qwen2_5_vl": 151655}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +75,11 @@ class Setting:
         return ["--shape", self.shape, "--layers", str(self.layers), "--dtype", self.dtype, "--device", self.device]
 
     def describe(self) -> str:
-        hidden, _, layers, heads = SHAPES[self.shape]
-        cut = f" (cut from {layers})" if self.layers != layers else ""
-        return f"language model {hidden} wide, {self.layers} layers{cut} x {heads} heads, {self.dtype}, {self.device}"
+        shape = SHAPES[self.shape]
+        cut = f" (cut from {shape.layers})" if self.layers != shape.layers else ""
+        kv = f" ({shape.kv_heads} key-value)" if shape.kv_heads != shape.heads else ""
+        return (f"{shape.family} with a language model {shape.hidden} wide, {self.layers} layers{cut} x {shape.heads} heads{kv}, "
+                f"vocabulary {shape.vocab}, {self.dtype}, {self.device}")
 
 
 def _cuda() -> bool:
@@ -75,27 +96,60 @@ def _rss_kib(field: str) -> int:
 
 
 def _model(side: int, attn: str, samples: int, setting: Setting):
+    """The model (``attn`` kernel) and a stream of ``samples`` inputs, each one image of ``side`` x ``side`` image
+    tokens and a 60-token question."""
     import torch
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     torch.manual_seed(0)
-    hidden, mlp, _, heads = SHAPES[setting.shape]
-    text = LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=setting.layers,
-                       num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=4096)
-    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-                              image_size=side * PATCH, patch_size=PATCH)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN)
-    model = LlavaForConditionalGeneration(config).eval().to(setting.device, getattr(torch, setting.dtype))
+    shape = SHAPES[setting.shape]
+    dtype = getattr(torch, setting.dtype)
+    build = _qwen2_5_vl if shape.family == "qwen2_5_vl" else _llava
+    model, image_inputs = build(side, shape, setting.layers)
+    model = model.eval().to(setting.device, dtype)
     model.set_attn_implementation(attn)
     torch.manual_seed(1)
     stream = []
+    image_token = IMAGE_TOKEN[shape.family]
     for _ in range(samples):  # a different image and question per sample
-        question = torch.randint(3, VOCAB - 1, (60,))
-        input_ids = torch.cat([torch.tensor([1]), torch.full((side * side,), IMAGE_TOKEN), question])[None]
-        pixel_values = torch.randn(1, 3, side * PATCH, side * PATCH, dtype=getattr(torch, setting.dtype))
-        stream.append({"input_ids": input_ids.to(setting.device), "attention_mask": torch.ones_like(input_ids).to(setting.device),
-                       "pixel_values": pixel_values.to(setting.device)})
+        question = torch.randint(3, 32000, (60,))
+        input_ids = torch.cat([torch.tensor([1]), torch.full((side * side,), image_token), question])[None]
+        inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), **image_inputs(input_ids)}
+        stream.append({name: value.to(setting.device, dtype if value.is_floating_point() else value.dtype) for name, value in inputs.items()})
     return model, stream
+
+
+def _llava(side: int, shape: Shape, layers: int):
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    text = LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.mlp, num_hidden_layers=layers,
+                       num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads, max_position_embeddings=4096)
+    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=side * PATCH, patch_size=PATCH)
+    model = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN["llava"]))
+    return model, lambda input_ids: {"pixel_values": torch.randn(1, 3, side * PATCH, side * PATCH)}
+
+
+def _qwen2_5_vl(side: int, shape: Shape, layers: int):
+    """A Qwen2.5-VL: ``side`` x ``side`` merged image tokens are a grid of 2 side x 2 side patches of 14 px."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    head_dim = shape.hidden // shape.heads
+    text = dict(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.mlp, num_hidden_layers=layers,
+                num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads, max_position_embeddings=32768,
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]})
+    assert head_dim == 128, "Qwen2.5-VL's mrope sections are for 128-wide heads"
+    vision = dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=PATCH, spatial_merge_size=2,
+                  out_hidden_size=shape.hidden, window_size=112, fullatt_block_indexes=[0])
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=IMAGE_TOKEN["qwen2_5_vl"])
+    patches = (2 * side) ** 2
+
+    def image_inputs(input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"pixel_values": torch.randn(patches, 3 * 2 * PATCH * PATCH), "image_grid_thw": torch.tensor([[1, 2 * side, 2 * side]]),
+                "mm_token_type_ids": (input_ids == IMAGE_TOKEN["qwen2_5_vl"]).long()}
+
+    return Qwen2_5_VLForConditionalGeneration(config), image_inputs
 
 
 def _sync(setting: Setting) -> None:
@@ -175,7 +229,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu", help="default: cuda when available, else cpu")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    setting = Setting(args.shape, args.layers or SHAPES[args.shape][2],
+    setting = Setting(args.shape, args.layers or SHAPES[args.shape].layers,
                       args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"), args.device)
     if args.child:
         kind, *rest = args.child

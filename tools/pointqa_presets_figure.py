@@ -1,4 +1,4 @@
-"""The README's picture of the two PointQA rendering presets side by side (docs/pointqa_presets.png).
+"""The picture of the two PointQA rendering presets in docs/tasks.md side by side (docs/pointqa_presets.png).
 
     python tools/pointqa_presets_figure.py
 

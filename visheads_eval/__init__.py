@@ -1,4 +1,4 @@
-"""visheads_eval: find, score and ablate the visual heads of LLaVA-family models, on top of lmms-eval.
+"""visheads_eval: find, score and ablate the visual heads of vision-language models, on top of lmms-eval and lm-eval.
 
 ```python
 from visheads_eval import HeadRecorder, HeadMask

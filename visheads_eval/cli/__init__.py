@@ -18,7 +18,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "data", "records", "rank", "plot"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visheads", description="Find, score and ablate the visual heads of LLaVA-family models.")
+    parser = argparse.ArgumentParser(prog="visheads", description="Find, score and ablate the visual heads of vision-language models.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(f"visheads_eval.cli.{name}").register(subparsers)
