@@ -33,8 +33,8 @@ def test_healthy_environment_passes() -> None:
     lines = done.stdout.splitlines()
     assert f"ok      torch {metadata.version('torch')} (tested: >=2.13,<2.14)" in lines
     assert f"ok      lmms-eval {metadata.version('lmms-eval')} (tested: >=0.7.3,<0.8)" in lines
-    assert "ok      llava_visheads is registered with lmms-eval" in lines
-    assert "ok      llava_visheads is registered with lm-eval (visheads lm-eval)" in lines
+    assert "ok      llava_visheads and visheads are registered with lmms-eval" in lines
+    assert "ok      llava_visheads and visheads are registered with lm-eval (visheads lm-eval)" in lines
     assert "ok      lmms_eval.evaluator imports" in lines
     assert any(line.startswith("note    transformers cannot build video processors without torchvision: Qwen2/2.5/3-VL") for line in lines)
     assert f"ok      visheads-tiny: the shipped organism ({REPO / 'visheads_eval' / 'organism' / 'weights'})" in lines

@@ -137,31 +137,38 @@ def check_import(module: str, fix: str) -> Finding:
     return Finding("PROBLEM", f"{module} does not import ({_describe(error)}): {fix}")
 
 
+MODEL_IDS = ("llava_visheads", "visheads")
+
+
 def check_entry_point() -> Finding:
-    """``llava_visheads`` is in lmms-eval's model entry points and lmms-eval resolves it."""
+    """``llava_visheads`` (whose manifests register both models) is in lmms-eval's model entry points, and
+    lmms-eval resolves both models."""
     names = [entry.name for entry in metadata.entry_points(group="lmms_eval.models")]
     if "llava_visheads" not in names:
         return Finding("PROBLEM", "no llava_visheads in the lmms_eval.models entry points: reinstall visheads_eval "
                        "(pip install -c locks/constraints.txt visheads_eval, or make setup)")
-    try:
-        from lmms_eval.models import MODEL_REGISTRY_V2
+    for model_id in MODEL_IDS:
+        try:
+            from lmms_eval.models import MODEL_REGISTRY_V2
 
-        MODEL_REGISTRY_V2.get_model_class("llava_visheads")
-    except Exception as error:  # a finding to report, with its message
-        return Finding("PROBLEM", f"lmms-eval cannot load llava_visheads ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
-    return Finding("ok", "llava_visheads is registered with lmms-eval")
+            MODEL_REGISTRY_V2.get_model_class(model_id)
+        except Exception as error:  # a finding to report, with its message
+            return Finding("PROBLEM", f"lmms-eval cannot load {model_id} ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
+    return Finding("ok", "llava_visheads and visheads are registered with lmms-eval")
 
 
 def check_lm_eval_model() -> Finding:
-    """Importing ``visheads_eval.lm_eval`` registers ``llava_visheads`` with lm-eval (what ``visheads lm-eval`` does)."""
-    try:
-        import visheads_eval.lm_eval  # noqa: F401
-        from lm_eval.api.registry import get_model
+    """Importing ``visheads_eval.lm_eval`` registers ``llava_visheads`` and ``visheads`` with lm-eval (what ``visheads
+    lm-eval`` does)."""
+    for model_id in MODEL_IDS:
+        try:
+            import visheads_eval.lm_eval  # noqa: F401
+            from lm_eval.api.registry import get_model
 
-        get_model("llava_visheads")
-    except Exception as error:  # a finding to report, with its message
-        return Finding("PROBLEM", f"lm-eval cannot load llava_visheads ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
-    return Finding("ok", "llava_visheads is registered with lm-eval (visheads lm-eval)")
+            get_model(model_id)
+        except Exception as error:  # a finding to report, with its message
+            return Finding("PROBLEM", f"lm-eval cannot load {model_id} ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
+    return Finding("ok", "llava_visheads and visheads are registered with lm-eval (visheads lm-eval)")
 
 
 def check_launcher() -> Finding:
