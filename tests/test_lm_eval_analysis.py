@@ -51,7 +51,7 @@ def lm_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _samples(folder: Path, mask: str) -> dict[int, float]:
     """doc_id -> pointqa_acc of the run of ``mask`` under ``folder``, read from lm-eval's files as they are."""
     for results_file in folder.glob("*/results_*.json"):
-        block = json.loads(results_file.read_text())["visheads"]
+        block = json.loads(results_file.read_text())["config"]["visheads"]
         if (block["mask"] or {}).get("name", "none") == mask:
             date = results_file.name.removeprefix("results_").removesuffix(".json")
             lines = (results_file.parent / f"samples_{TASK}_{date}.jsonl").read_text().splitlines()
@@ -85,8 +85,8 @@ def test_a_sweep_through_lm_eval_writes_what_a_visheads_lm_eval_run_writes(
     assert code == 0, err
     (separate,) = [json.loads(p.read_text()) for p in tmp_path.glob("*/results_*.json")]
     (swept,) = [json.loads(p.read_text()) for p in (lm_runs / "out").glob("*/results_*.json")
-                if json.loads(p.read_text())["visheads"]["mask"]["name"] == MASK]
-    assert swept["results"] == separate["results"] and swept["visheads"] == separate["visheads"]
+                if json.loads(p.read_text())["config"]["visheads"]["mask"]["name"] == MASK]
+    assert swept["results"] == separate["results"] and swept["config"]["visheads"] == separate["config"]["visheads"]
     assert swept["config"]["model_args"] == separate["config"]["model_args"]
     assert _samples(lm_runs / "out", MASK) == _samples(tmp_path, MASK)
 

@@ -33,7 +33,7 @@ def test_lm_eval_run_scores_and_records_as_the_lmms_eval_run(tmp_path: Path, cap
     assert code == 0, err
     (results_file,) = (tmp_path / "lm_out").glob("*/results_*.json")
     results = json.loads(results_file.read_text())
-    block = results["visheads"]
+    block = results["config"]["visheads"]  # lm-eval merges get_model_info() into its config
     assert block["pretrained"] == "visheads-tiny" and block["mask"]["heads"] == ["L2H1"]
     assert block["record"] == {"dir": str(tmp_path / "lm_rec"), "position": "last_prompt", "logit_lens": True}
 

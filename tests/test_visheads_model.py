@@ -451,7 +451,7 @@ def test_lm_eval_visheads_records_every_doc_as_by_hand(
     )
     assert code == 0, err
     model_type = json.loads((folder / "config.json").read_text())["model_type"]
-    block = _result(tmp_path / "out", "*/results_*.json")["visheads"]
+    block = _result(tmp_path / "out", "*/results_*.json")["config"]["visheads"]
     assert block["family"] == model_type and block["model_class"] == FAMILIES[model_type].model_class and block["mask"]["heads"] == ["L0H1"]
     records = load_records(tmp_path / "rec", progress=False)
     assert sorted(records.meta["doc_id"]) == list(range(LIMIT)) and records.run["family"] == model_type

@@ -4,8 +4,8 @@ The two hosts lay their output out alike but name it differently (:data:`HOSTS`)
 ``<output>/<model>/<date>_results.json`` and, with ``--log_samples``, ``<date>_samples_<task>.jsonl``
 beside it; lm-eval (``visheads lm-eval``) writes ``<output>/<model>/results_<date>.json`` and
 ``samples_<task>_<date>.jsonl``. Both results files hold ``results`` (``"metric,filter"`` keys),
-``config.model_args``, ``n-samples`` and, for runs made through this project's commands, the ``visheads``
-block; both samples files hold one document a line with its ``doc_id`` and each metric under its name
+``config.model_args``, ``n-samples`` and, for runs of this project's models, the ``visheads`` block (at
+the top of lmms-eval's, in lm-eval's ``config``); both samples files hold one document a line with its ``doc_id`` and each metric under its name
 (lm-eval writes one line per document and filter; the ``none`` filter is read, or the only one).
 
 A masked and an unmasked run of one model share that folder, so a run is identified from the file's
@@ -106,7 +106,7 @@ def read_run(path: Path) -> Run:
     if not isinstance(config, dict) or "model_args" not in config or not isinstance(results, dict):
         raise VisheadsError(f"{path} is not an {host.name} results file: it lacks 'results' or 'config.model_args'")
     model_args = _parse_model_args(config["model_args"], path)
-    block = data.get("visheads")
+    block = data.get("visheads", config.get("visheads"))  # lmms_eval writes it at the top, lm-eval into its config
     if block is not None and not isinstance(block, dict):
         raise VisheadsError(f"{path}: its 'visheads' entry is not the block that lmms_eval and visheads lm-eval write")
     block = block or {}

@@ -1,9 +1,9 @@
 """``visheads lm-eval ARGS...``: lm-evaluation-harness's own command line, with ``visheads``, ``llava_visheads`` and PointQA.
 
 It registers the ``visheads`` (every supported family) and ``llava_visheads`` (the LLaVA family) models
-(importing :mod:`visheads_eval.lm_eval`), adds the PointQA
-tasks shipped for lm-eval to the task search path, runs lm-eval's CLI with the arguments as given, and
-writes the run's ``visheads`` block into the results lm-eval saves. Exit status: 0 when the evaluation
+(importing :mod:`visheads_eval.lm_eval`), adds the PointQA tasks shipped for lm-eval to the task search
+path and runs lm-eval's CLI with the arguments as given; the models give lm-eval the run's ``visheads``
+block through ``get_model_info()``, which lm-eval writes into its results' ``config``. Exit status: 0 when the evaluation
 ran, 2 for bad input caught before the model loads (one line), 1 when the evaluation failed. It installs
 no ``lm_eval`` or ``lm-eval`` command: lm-eval owns those names.
 """
@@ -33,13 +33,12 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate(argv: list[str]) -> int:
     """lm-eval's command line on ``argv`` (``lm-eval run`` arguments) in this process; its exit status."""
-    import lm_eval
     from lm_eval.__main__ import cli_evaluate
 
     import visheads_eval.lm_eval  # noqa: F401  (registers visheads and llava_visheads)
     from visheads_eval.errors import VisheadsError
 
-    with _shipped_tasks_on_the_path(), _visheads_block_in_results(lm_eval), _argv(["lm-eval", *argv]):
+    with _shipped_tasks_on_the_path(), _argv(["lm-eval", *argv]):
         try:
             cli_evaluate()
         except VisheadsError:
@@ -81,24 +80,3 @@ def _shipped_tasks_on_the_path() -> Iterator[None]:
         yield
     finally:
         TaskManager.__init__ = original
-
-
-@contextlib.contextmanager
-def _visheads_block_in_results(lm_eval: object) -> Iterator[None]:
-    """lm-eval's CLI calls ``lm_eval.simple_evaluate``; its results get the run's ``visheads`` block."""
-    from visheads_eval.instrumentation import run_block
-
-    original = lm_eval.simple_evaluate
-
-    def evaluate(*args: object, **kwargs: object) -> dict | None:
-        results = original(*args, **kwargs)
-        block = run_block(kwargs.get("model_args"))
-        if results is not None and block is not None:
-            results["visheads"] = block
-        return results
-
-    lm_eval.simple_evaluate = evaluate
-    try:
-        yield
-    finally:
-        lm_eval.simple_evaluate = original

@@ -91,6 +91,11 @@ class LlavaVisheadsLM(Shareable, HFMultimodalLM):
         """What this run did to the model: the ``visheads`` block of the results."""
         return self.instrumentation.describe()
 
+    def get_model_info(self) -> dict[str, Any]:
+        """lm-eval's model information, which it merges into its results' ``config``: the parent's, and this run's
+        ``visheads`` block (so any lm-eval entry point, its CLI or ``simple_evaluate``, records it)."""
+        return {**super().get_model_info(), "visheads": self.describe()}
+
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
         self._requests = {id(request.args[2]["visual"][0]): request for request in requests if _visuals(request)}
         try:
