@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock test demo demo-docs clean
+.PHONY: setup lock lint test test-quick demo demo-docs clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,17 @@ $(STAMP): pyproject.toml $(LOCKS)
 lock:
 	$(PYTHON) tools/lock.py
 
-test: $(STAMP)
+# Lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade) and format check, then every test.
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+
+test: lint
 	$(VPY) -m pytest -q
+
+# The quick loop: every test but those marked slow (end-to-end evaluations, training, benchmarks).
+test-quick: lint
+	$(VPY) -m pytest -q -m "not slow"
 
 # The paper's pipeline end to end on the shipped organism (visheads-tiny); a second run reuses demo_out/.
 demo: $(STAMP)

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from tests.synthetic_records import write_synthetic_records
+from tests.synthetic_results import write_results
 from visheads_eval.analysis import figures
 from visheads_eval.analysis.compare import correlation_table, emd_table
 from visheads_eval.analysis.head_maps import record_maps
@@ -40,9 +42,7 @@ from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdow
 from visheads_eval.analysis.output import write_atomic, write_text_atomic
 from visheads_eval.analysis.ranking_table import ranking_table
 from visheads_eval.analysis.results import NO_MASK, find_runs
-from tests.synthetic_results import write_results
 from visheads_eval.ranking import default_ranking_path, write_ranking
-from tests.synthetic_records import write_synthetic_records
 
 # The paper's Table 1: model -> (layers, heads).
 MODELS = {
@@ -75,8 +75,16 @@ def generate(root: Path, n_samples: int, seed: int) -> list[Path]:
         folder = root / "records" / f"{model.split('/')[-1]}__{task}"
         if not (folder / "run.json").is_file():
             n_layers, n_heads = MODELS[model]
-            write_synthetic_records(folder, model=model, n_layers=n_layers, n_heads=n_heads, n_samples=n_samples, tasks=[task],
-                                    seed=seed * 1000 + index, region_share=1.0 if task.startswith("pointqa") else 0.0)
+            write_synthetic_records(
+                folder,
+                model=model,
+                n_layers=n_layers,
+                n_heads=n_heads,
+                n_samples=n_samples,
+                tasks=[task],
+                seed=seed * 1000 + index,
+                region_share=1.0 if task.startswith("pointqa") else 0.0,
+            )
         folders.append(folder)
     rng = np.random.default_rng(seed)
     results = root / "results"
@@ -86,10 +94,14 @@ def generate(root: Path, n_samples: int, seed: int) -> list[Path]:
         base = {task: rng.uniform(0.55, 0.9) for task in BENCHMARKS}
         for day, mask in enumerate((None, *MASKS), start=1):
             drop = 0.0 if mask is None else rng.uniform(0.0, 0.3)
-            metrics = {task: {metric: (100 if percent else 1) * max(base[task] - drop, 0.0)} for task, (metric, percent) in BENCHMARKS.items()}
+            metrics = {
+                task: {metric: (100 if percent else 1) * max(base[task] - drop, 0.0)} for task, (metric, percent) in BENCHMARKS.items()
+            }
             heads = None if mask is None else [f"L{rng.integers(n_layers)}H{rng.integers(n_heads)}" for _ in range(20)]
             write_results(results, f"202501{day:02d}_000000", model, metrics, mask=mask, heads=heads, shape=(n_layers, n_heads))
-    (root / "benchmark.json").write_text(json.dumps({"samples": n_samples, "seed": seed, "models": MODELS, "benchmarks": list(BENCHMARKS)}, indent=2))
+    (root / "benchmark.json").write_text(
+        json.dumps({"samples": n_samples, "seed": seed, "models": MODELS, "benchmarks": list(BENCHMARKS)}, indent=2)
+    )
     return folders
 
 
@@ -120,7 +132,9 @@ def run_cli(root: Path, folders: list[Path]) -> dict[str, float]:
     }
     timings: dict[str, dict[str, float]] = {}
     for name, command in commands.items():
-        timed(f"cli {name}", timings, lambda command=command: subprocess.run([str(c) for c in command], check=True, stdout=subprocess.DEVNULL))
+        timed(
+            f"cli {name}", timings, lambda command=command: subprocess.run([str(c) for c in command], check=True, stdout=subprocess.DEVNULL)
+        )
     return timings
 
 
@@ -159,7 +173,9 @@ def run_api(root: Path, folders: list[Path]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, help="folder for the data and outputs (default: a temporary folder, removed at the end)")
-    parser.add_argument("--samples", type=int, default=5700, help="samples per model and benchmark (default 5700, the paper's PointQA size)")
+    parser.add_argument(
+        "--samples", type=int, default=5700, help="samples per model and benchmark (default 5700, the paper's PointQA size)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
@@ -167,7 +183,10 @@ def main() -> None:
     try:
         folders = generate(root, args.samples, args.seed)
         size = sum(p.stat().st_size for p in (root / "records").rglob("*.parquet"))
-        print(f"{len(MODELS)} models x {len(BENCHMARKS)} benchmarks x {args.samples} samples, {size / 1e9:.2f} GB of records in {root}", file=sys.stderr)
+        print(
+            f"{len(MODELS)} models x {len(BENCHMARKS)} benchmarks x {args.samples} samples, {size / 1e9:.2f} GB of records in {root}",
+            file=sys.stderr,
+        )
         timings = {**run_cli(root, folders), **run_api(root, folders)}
         totals = {
             f"{way} total": {clock: sum(t[clock] for name, t in timings.items() if name.startswith(way)) for clock in ("wall", "cpu")}

@@ -24,6 +24,7 @@ import datasets
 import torch
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from tools.organism.evaluate import accuracy_by_setting, pointqa_head_maps
 from visheads_eval.analysis.ranking_table import ranking_table
 from visheads_eval.data import synth
 from visheads_eval.heads import HeadShape
@@ -31,7 +32,6 @@ from visheads_eval.masking.ablation import HeadMask
 from visheads_eval.masking.schema import Selection
 from visheads_eval.masking.select import select_heads
 from visheads_eval.organism import weights_dir
-from tools.organism.evaluate import accuracy_by_setting, pointqa_head_maps
 from visheads_eval.resources import tasks_dir
 
 SEEDS = (0, 1, 2)
@@ -53,7 +53,9 @@ def main() -> None:
     processor = AutoProcessor.from_pretrained(path)
     shape = HeadShape.from_config(model.config)
     k = int(args.k) if args.k.isdigit() else args.k
-    docs = list(datasets.load_dataset("parquet", data_files=str(tasks_dir() / "pointqa" / "data" / "test.parquet"), split="train"))[: args.docs]
+    docs = list(datasets.load_dataset("parquet", data_files=str(tasks_dir() / "pointqa" / "data" / "test.parquet"), split="train"))[
+        : args.docs
+    ]
     maps = pointqa_head_maps(model, processor, list(synth.generate_docs(args.rank_seed, "ranking", args.rank_docs)), name=str(path))
     image_maps = dataclasses.replace(maps, maps={**maps.maps, "score": maps.maps["image_attn"]})
     base = accuracy_by_setting(model, processor, docs)

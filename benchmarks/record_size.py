@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from visheads_eval.records import STATISTICS, load_records
 from tests.synthetic_records import write_synthetic_records
+from visheads_eval.records import STATISTICS, load_records
 
 
 def main() -> None:
@@ -32,7 +32,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = args.out or Path(temporary) / "records"
         started = time.perf_counter()
-        write_synthetic_records(folder, model=f"synthetic-{args.n_layers}x{args.n_heads}", n_layers=args.n_layers, n_heads=args.n_heads, n_samples=args.samples, seed=args.seed)
+        write_synthetic_records(
+            folder,
+            model=f"synthetic-{args.n_layers}x{args.n_heads}",
+            n_layers=args.n_layers,
+            n_heads=args.n_heads,
+            n_samples=args.samples,
+            seed=args.seed,
+        )
         write_s = time.perf_counter() - started
         shards = sorted((folder / "shards").glob("rank*.parquet"))
         size = sum(path.stat().st_size for path in shards)
@@ -48,10 +55,18 @@ def main() -> None:
 
     raw = args.samples * args.n_layers * args.n_heads * 4 * len(STATISTICS)
     figures = {
-        "n_layers": args.n_layers, "n_heads": args.n_heads, "samples": args.samples, "seed": args.seed, "shards": len(shards),
-        "size_mb": round(size / 1e6, 2), "bytes_per_sample": round(size / args.samples), "raw_float32_mb": round(raw / 1e6, 2),
-        "generate_and_write_s": round(write_s, 2), "load_s": round(load_s, 3),
-        "read_s": {name: round(seconds, 3) for name, seconds in read_s.items()}, "read_all_s": round(load_s + sum(read_s.values()), 3),
+        "n_layers": args.n_layers,
+        "n_heads": args.n_heads,
+        "samples": args.samples,
+        "seed": args.seed,
+        "shards": len(shards),
+        "size_mb": round(size / 1e6, 2),
+        "bytes_per_sample": round(size / args.samples),
+        "raw_float32_mb": round(raw / 1e6, 2),
+        "generate_and_write_s": round(write_s, 2),
+        "load_s": round(load_s, 3),
+        "read_s": {name: round(seconds, 3) for name, seconds in read_s.items()},
+        "read_all_s": round(load_s + sum(read_s.values()), 3),
     }
     print(f"{args.n_layers} x {args.n_heads} heads, {args.samples} samples, seed {args.seed}: {len(shards)} shards")
     print(f"  size on disk      {size / 1e6:8.1f} MB ({size / args.samples / 1e3:.1f} kB per sample; plain float32: {raw / 1e6:.1f} MB)")

@@ -78,8 +78,10 @@ class Setting:
         shape = SHAPES[self.shape]
         cut = f" (cut from {shape.layers})" if self.layers != shape.layers else ""
         kv = f" ({shape.kv_heads} key-value)" if shape.kv_heads != shape.heads else ""
-        return (f"{shape.family} with a language model {shape.hidden} wide, {self.layers} layers{cut} x {shape.heads} heads{kv}, "
-                f"vocabulary {shape.vocab}, {self.dtype}, {self.device}")
+        return (
+            f"{shape.family} with a language model {shape.hidden} wide, {self.layers} layers{cut} x {shape.heads} heads{kv}, "
+            f"vocabulary {shape.vocab}, {self.dtype}, {self.device}"
+        )
 
 
 def _cuda() -> bool:
@@ -114,7 +116,9 @@ def _model(side: int, attn: str, samples: int, setting: Setting):
         question = torch.randint(3, 32000, (60,))
         input_ids = torch.cat([torch.tensor([1]), torch.full((side * side,), image_token), question])[None]
         inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), **image_inputs(input_ids)}
-        stream.append({name: value.to(setting.device, dtype if value.is_floating_point() else value.dtype) for name, value in inputs.items()})
+        stream.append(
+            {name: value.to(setting.device, dtype if value.is_floating_point() else value.dtype) for name, value in inputs.items()}
+        )
     return model, stream
 
 
@@ -122,10 +126,18 @@ def _llava(side: int, shape: Shape, layers: int):
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    text = LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.mlp, num_hidden_layers=layers,
-                       num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads, max_position_embeddings=4096)
-    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-                              image_size=side * PATCH, patch_size=PATCH)
+    text = LlamaConfig(
+        vocab_size=shape.vocab,
+        hidden_size=shape.hidden,
+        intermediate_size=shape.mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        max_position_embeddings=4096,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, image_size=side * PATCH, patch_size=PATCH
+    )
     model = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN["llava"]))
     return model, lambda input_ids: {"pixel_values": torch.randn(1, 3, side * PATCH, side * PATCH)}
 
@@ -136,18 +148,37 @@ def _qwen2_5_vl(side: int, shape: Shape, layers: int):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     head_dim = shape.hidden // shape.heads
-    text = dict(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.mlp, num_hidden_layers=layers,
-                num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads, max_position_embeddings=32768,
-                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]})
+    text = dict(
+        vocab_size=shape.vocab,
+        hidden_size=shape.hidden,
+        intermediate_size=shape.mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        max_position_embeddings=32768,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    )
     assert head_dim == 128, "Qwen2.5-VL's mrope sections are for 128-wide heads"
-    vision = dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=PATCH, spatial_merge_size=2,
-                  out_hidden_size=shape.hidden, window_size=112, fullatt_block_indexes=[0])
+    vision = dict(
+        depth=1,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=2,
+        patch_size=PATCH,
+        spatial_merge_size=2,
+        out_hidden_size=shape.hidden,
+        window_size=112,
+        fullatt_block_indexes=[0],
+    )
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=IMAGE_TOKEN["qwen2_5_vl"])
     patches = (2 * side) ** 2
 
     def image_inputs(input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"pixel_values": torch.randn(patches, 3 * 2 * PATCH * PATCH), "image_grid_thw": torch.tensor([[1, 2 * side, 2 * side]]),
-                "mm_token_type_ids": (input_ids == IMAGE_TOKEN["qwen2_5_vl"]).long()}
+        return {
+            "pixel_values": torch.randn(patches, 3 * 2 * PATCH * PATCH),
+            "image_grid_thw": torch.tensor([[1, 2 * side, 2 * side]]),
+            "mm_token_type_ids": (input_ids == IMAGE_TOKEN["qwen2_5_vl"]).long(),
+        }
 
     return Qwen2_5_VLForConditionalGeneration(config), image_inputs
 
@@ -229,8 +260,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu", help="default: cuda when available, else cpu")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    setting = Setting(args.shape, args.layers or SHAPES[args.shape].layers,
-                      args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"), args.device)
+    setting = Setting(
+        args.shape,
+        args.layers or SHAPES[args.shape].layers,
+        args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"),
+        args.device,
+    )
     if args.child:
         kind, *rest = args.child
         if kind == "time":
@@ -249,22 +284,37 @@ def main() -> None:
         seconds = _child("time", str(side), "--samples", str(args.samples), *setting.argv())
         for variant in VARIANTS:
             memory = _child("memory", variant, str(side), "--samples", str(args.samples), *setting.argv())
-            rows.append({"image_tokens": tokens, "variant": variant, "seconds": seconds[variant], **memory,
-                         **dataclasses.asdict(setting), "memory": memory_kind})
-            print(f"{tokens:5d} image tokens  {variant:8s}  {seconds[variant]:7.2f} s  peak {memory['peak_mib']:7.0f} MiB "
-                  f"(model and inputs alone {memory['baseline_mib']:.0f} MiB)", flush=True)
+            rows.append(
+                {
+                    "image_tokens": tokens,
+                    "variant": variant,
+                    "seconds": seconds[variant],
+                    **memory,
+                    **dataclasses.asdict(setting),
+                    "memory": memory_kind,
+                }
+            )
+            print(
+                f"{tokens:5d} image tokens  {variant:8s}  {seconds[variant]:7.2f} s  peak {memory['peak_mib']:7.0f} MiB "
+                f"(model and inputs alone {memory['baseline_mib']:.0f} MiB)",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n| image tokens | SDPA forward | + HeadRecorder | + logit lens | eager + output_attentions "
-          "| recorder / SDPA (time, peak) | lens / recorder (time, peak) | eager / recorder (time, peak) |")
+    print(
+        "\n| image tokens | SDPA forward | + HeadRecorder | + logit lens | eager + output_attentions "
+        "| recorder / SDPA (time, peak) | lens / recorder (time, peak) | eager / recorder (time, peak) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for tokens in args.tokens:
         by = {r["variant"]: r for r in rows if r["image_tokens"] == tokens}
         s, r, lens, e = by["sdpa"], by["recorder"], by["lens"], by["eager"]
         cells = [f"{v['seconds']:.2f} s, {v['peak_mib']:.0f} MiB" for v in (s, r, lens, e)]
-        print(f"| {tokens} | {' | '.join(cells)} | {r['seconds'] / s['seconds']:.2f}x, {r['peak_mib'] / s['peak_mib']:.2f}x | "
-              f"{lens['seconds'] / r['seconds']:.2f}x, {lens['peak_mib'] / r['peak_mib']:.2f}x | "
-              f"{e['seconds'] / r['seconds']:.1f}x, {e['peak_mib'] / r['peak_mib']:.1f}x |")
+        print(
+            f"| {tokens} | {' | '.join(cells)} | {r['seconds'] / s['seconds']:.2f}x, {r['peak_mib'] / s['peak_mib']:.2f}x | "
+            f"{lens['seconds'] / r['seconds']:.2f}x, {lens['peak_mib'] / r['peak_mib']:.2f}x | "
+            f"{e['seconds'] / r['seconds']:.1f}x, {e['peak_mib'] / r['peak_mib']:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,21 @@ def evaluate(batch_size: int, work: Path) -> tuple[float, float, int]:
     from visheads_eval.lmms import runner
 
     out = Path(tempfile.mkdtemp(dir=work))
-    argv = ["--model", "llava_visheads", "--model_args", f"pretrained=visheads-tiny,record={out / 'rec'}", "--tasks", TASKS,
-            "--batch_size", str(batch_size), "--output_path", str(out / "out"), "--log_samples", "--verbosity", "WARNING"]
+    argv = [
+        "--model",
+        "llava_visheads",
+        "--model_args",
+        f"pretrained=visheads-tiny,record={out / 'rec'}",
+        "--tasks",
+        TASKS,
+        "--batch_size",
+        str(batch_size),
+        "--output_path",
+        str(out / "out"),
+        "--log_samples",
+        "--verbosity",
+        "WARNING",
+    ]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), generate_timer() as spent:
         code = runner.run(argv)
     if code != 0:
@@ -86,20 +99,33 @@ def main() -> None:
                 elapsed, in_generate, n_docs = evaluate(size, Path(work))
                 seconds[size].append(elapsed)
                 generating[size].append(in_generate)
-                print(f"round {round_ + 1}: batch {size:2d}: {elapsed:6.1f} s for {n_docs} docs ({in_generate:.1f} s in generate)", flush=True)
+                print(
+                    f"round {round_ + 1}: batch {size:2d}: {elapsed:6.1f} s for {n_docs} docs ({in_generate:.1f} s in generate)", flush=True
+                )
     base = statistics.median(seconds[args.batch_sizes[0]])
-    rows = [{"batch_size": size, "seconds": statistics.median(values), "docs": n_docs,
-             "docs_per_s": n_docs / statistics.median(values), "speedup": base / statistics.median(values),
-             "generate_seconds": statistics.median(generating[size])}
-            for size, values in seconds.items()]
+    rows = [
+        {
+            "batch_size": size,
+            "seconds": statistics.median(values),
+            "docs": n_docs,
+            "docs_per_s": n_docs / statistics.median(values),
+            "speedup": base / statistics.median(values),
+            "generate_seconds": statistics.median(generating[size]),
+        }
+        for size, values in seconds.items()
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"\n| batch size | lmms-eval evaluation time ({n_docs} docs, median of {args.rounds}) | docs/s | vs batch {args.batch_sizes[0]} "
-          "| of which in `generate` | outside it |")
+    print(
+        f"\n| batch size | lmms-eval evaluation time ({n_docs} docs, median of {args.rounds}) | docs/s | vs batch {args.batch_sizes[0]} "
+        "| of which in `generate` | outside it |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['batch_size']} | {row['seconds']:.1f} s | {row['docs_per_s']:.1f} | {row['speedup']:.1f}x "
-              f"| {row['generate_seconds']:.1f} s | {row['seconds'] - row['generate_seconds']:.1f} s |")
+        print(
+            f"| {row['batch_size']} | {row['seconds']:.1f} s | {row['docs_per_s']:.1f} | {row['speedup']:.1f}x "
+            f"| {row['generate_seconds']:.1f} s | {row['seconds'] - row['generate_seconds']:.1f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -145,7 +145,14 @@ def write_qbench(path: Path) -> Path:
     rows = {
         "id": list(range(n)),
         "image": [_image(i, (40, 48)) for i in range(n)],
-        "question": ["Is this image blurry?", "How is the color?", "What is the main shape?", "Is it red?", "How clear is it?", "What color?"],
+        "question": [
+            "Is this image blurry?",
+            "How is the color?",
+            "What is the main shape?",
+            "Is it red?",
+            "How clear is it?",
+            "What color?",
+        ],
         "option0": ["yes", "red", "circle", "yes", "red", "red"],
         "option1": ["no", "green", "square", "no", "green", "green"],
         "option2": ["N/A", "blue", "triangle", "N/A", "blue", "blue"],

@@ -38,7 +38,7 @@ metadata:
   version: 0.0
 """
 
-UTILS = '''\
+UTILS = """\
 from PIL import Image
 
 
@@ -52,7 +52,7 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 def process_results(doc, results):
     return {"exact_match": float(results[0].strip() == doc["answer"])}
-'''
+"""
 
 
 def write_count_task(folder: Path) -> Path:

@@ -16,6 +16,8 @@ from transformers import AutoProcessor, VipLlavaForConditionalGeneration
 from tests.local_task import TASK_NAME
 from visheads_eval.lmms.model import LlavaVisheadsChat
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 
 def _answers(model: str, model_args: str, task_dir: Path, force_simple: bool) -> dict[int, str]:
     results = simple_evaluate(

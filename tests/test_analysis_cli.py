@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.synthetic_records import synthetic_stats, write_synthetic_records
 from tests.synthetic_results import write_results
 from visheads_eval.cli import main
 from visheads_eval.heads import HeadShape
 from visheads_eval.ranking import read_ranking
 from visheads_eval.records import RecordKey, RecordWriter, load_records
-from tests.synthetic_records import synthetic_stats, write_synthetic_records
 
 TASKS = ("pointqa_visual_general", "pope")
 
@@ -43,10 +43,23 @@ def error_line(err: str) -> str:
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("records")
     return {
-        "a": write_synthetic_records(root / "a", model="org/model-a", n_layers=6, n_heads=4, n_samples=12, tasks=TASKS, seed=1, n_image_tokens=32),
-        "a2": write_synthetic_records(root / "a2", model="org/model-a2", n_layers=6, n_heads=4, n_samples=12, tasks=TASKS, seed=2, n_image_tokens=32),
-        "b": write_synthetic_records(root / "b", model="org/model-b", n_layers=9, n_heads=3, n_samples=12, tasks=TASKS[:1], seed=3,
-                                     n_image_tokens=32, region_share=0.5),
+        "a": write_synthetic_records(
+            root / "a", model="org/model-a", n_layers=6, n_heads=4, n_samples=12, tasks=TASKS, seed=1, n_image_tokens=32
+        ),
+        "a2": write_synthetic_records(
+            root / "a2", model="org/model-a2", n_layers=6, n_heads=4, n_samples=12, tasks=TASKS, seed=2, n_image_tokens=32
+        ),
+        "b": write_synthetic_records(
+            root / "b",
+            model="org/model-b",
+            n_layers=9,
+            n_heads=3,
+            n_samples=12,
+            tasks=TASKS[:1],
+            seed=3,
+            n_image_tokens=32,
+            region_share=0.5,
+        ),
     }
 
 
@@ -102,9 +115,17 @@ def test_rank_per_task(folders, tmp_path, capsys) -> None:
 
 def test_rank_correct_only_uses_the_samples_file_of_the_recording_run(folders, tmp_path, capsys) -> None:
     correct = [i % 3 != 0 for i in range(12)]  # docs 0, 3, 6, 9 answered wrongly
-    samples = [{"pope_accuracy": {"question_id": i, "score": float(c), "prediction": "yes", "ground_truth": "yes"}} for i, c in enumerate(correct)]
-    write_results(tmp_path / "out", "20250101_000000", "org/model-a", {"pope": {"pope_accuracy": 8 / 12}},
-              samples={"pope": samples}, record_dir=str(folders["a"]))
+    samples = [
+        {"pope_accuracy": {"question_id": i, "score": float(c), "prediction": "yes", "ground_truth": "yes"}} for i, c in enumerate(correct)
+    ]
+    write_results(
+        tmp_path / "out",
+        "20250101_000000",
+        "org/model-a",
+        {"pope": {"pope_accuracy": 8 / 12}},
+        samples={"pope": samples},
+        record_dir=str(folders["a"]),
+    )
     code, out, err = visheads(capsys, "rank", folders["a"], "--task", "pope", "--correct-only", tmp_path / "out", "--out", tmp_path / "r")
     assert code == 0, err
     table = pd.read_csv(tmp_path / "r" / "org__model-a.csv").sort_values(["layer", "head"])
@@ -115,12 +136,15 @@ def test_rank_correct_only_uses_the_samples_file_of_the_recording_run(folders, t
 
 def test_one_model_in_several_folders(folders, tmp_path, capsys) -> None:
     # model-a's pope samples recorded by a second run into another folder: the maps average both.
-    more = write_synthetic_records(tmp_path / "more", model="org/model-a", n_layers=6, n_heads=4, n_samples=12, tasks=("seedbench",),
-                                   seed=9, n_image_tokens=32)
+    more = write_synthetic_records(
+        tmp_path / "more", model="org/model-a", n_layers=6, n_heads=4, n_samples=12, tasks=("seedbench",), seed=9, n_image_tokens=32
+    )
     code, _, err = visheads(capsys, "rank", folders["a"], more, "--task", "pope", "--task", "seedbench", "--out", tmp_path / "r")
     assert code == 0, err
     table = pd.read_csv(tmp_path / "r" / "org__model-a.csv").sort_values(["layer", "head"])
-    both = np.concatenate([load_records(f, progress=False).filter(tasks=t).stat("image_attn") for f, t in ((folders["a"], "pope"), (more, "seedbench"))])
+    both = np.concatenate(
+        [load_records(f, progress=False).filter(tasks=t).stat("image_attn") for f, t in ((folders["a"], "pope"), (more, "seedbench"))]
+    )
     np.testing.assert_allclose(table["image_attn"], both.astype(float).mean(axis=0).ravel(), rtol=1e-9)
     assert table["n_samples"].eq(24).all()
     again = tmp_path / "again"
@@ -147,8 +171,16 @@ def test_compare_writes_correlations_and_emds(folders, tmp_path, capsys) -> None
 def test_compare_rankings_without_records(folders, tmp_path, capsys) -> None:
     for name in ("a", "a2"):
         assert visheads(capsys, "rank", folders[name], "--task", "pope", "--out", tmp_path)[0] == 0
-    code, out, err = visheads(capsys, "compare", "--ranking", tmp_path / "org__model-a.csv", "--ranking", tmp_path / "org__model-a2.csv",
-                              "--out", tmp_path / "cmp")
+    code, out, err = visheads(
+        capsys,
+        "compare",
+        "--ranking",
+        tmp_path / "org__model-a.csv",
+        "--ranking",
+        tmp_path / "org__model-a2.csv",
+        "--out",
+        tmp_path / "cmp",
+    )
     assert code == 0, err
     corr = pd.read_csv(tmp_path / "cmp" / "correlation.csv")
     assert set(corr["task"]) == {"pope"}
@@ -159,10 +191,20 @@ def test_compare_rankings_without_records(folders, tmp_path, capsys) -> None:
 
 def test_plot_writes_every_figure(folders, tmp_path, capsys) -> None:
     write_results(tmp_path / "out", "20250101_000000", "org/model-a", {"pope": {"pope_accuracy": 0.8527}})
-    code, out, err = visheads(capsys, "plot", folders["a"], folders["a2"], folders["b"], "--results", tmp_path / "out", "--out", tmp_path / "fig")
+    code, out, err = visheads(
+        capsys, "plot", folders["a"], folders["a2"], folders["b"], "--results", tmp_path / "out", "--out", tmp_path / "fig"
+    )
     assert code == 0, err
-    stems = ["heatmap_image_attn", "heatmap_region_attn", "attention_vs_concentration", "layers_pointqa_visual_general", "layers_pope",
-             "layer_profile_score", "correlation_score", "emd_score"]
+    stems = [
+        "heatmap_image_attn",
+        "heatmap_region_attn",
+        "attention_vs_concentration",
+        "layers_pointqa_visual_general",
+        "layers_pope",
+        "layer_profile_score",
+        "correlation_score",
+        "emd_score",
+    ]
     for stem in stems:
         for suffix in (".png", ".pdf"):
             path = tmp_path / "fig" / f"{stem}{suffix}"
@@ -212,7 +254,9 @@ def test_bad_tasks_masks_and_results_fail_cleanly(folders, tmp_path, capsys) -> 
 
     masked = tmp_path / "masked"
     stats = synthetic_stats(np.random.default_rng(0), 2, 6, 4, n_image_tokens=32)
-    with RecordWriter(masked, run={"model": "org/model-a", "position": "last_prompt", "mask": {"name": "early_top20"}}, n_layers=6, n_heads=4) as writer:
+    with RecordWriter(
+        masked, run={"model": "org/model-a", "position": "last_prompt", "mask": {"name": "early_top20"}}, n_layers=6, n_heads=4
+    ) as writer:
         for i in range(2):
             sample = {name: values[i] for name, values in stats.items()}
             writer.add(RecordKey("pope", "test", i), sample, n_keys=40, n_image_tokens=32, n_region_tokens=3, answer="yes")

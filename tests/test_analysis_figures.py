@@ -96,8 +96,16 @@ def test_short_names_keep_full_names_when_ambiguous() -> None:
 
 def test_figure_set_skips_what_the_data_cannot_show(maps) -> None:
     jobs, skipped = figures.figure_set(maps, stat="image_attn")
-    assert [stem for stem, _ in jobs] == ["heatmap_image_attn", "heatmap_region_attn", "attention_vs_concentration", "layers_pointqa_visual",
-                                          "layers_pope", "layer_profile_image_attn", "correlation_image_attn", "emd_image_attn"]
+    assert [stem for stem, _ in jobs] == [
+        "heatmap_image_attn",
+        "heatmap_region_attn",
+        "attention_vs_concentration",
+        "layers_pointqa_visual",
+        "layers_pope",
+        "layer_profile_image_attn",
+        "correlation_image_attn",
+        "emd_image_attn",
+    ]
     assert skipped == []
     one = [m for m in maps if m.model == "org/model-a" and m.task == "pope"]
     jobs, skipped = figures.figure_set(one)

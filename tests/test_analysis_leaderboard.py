@@ -21,13 +21,36 @@ M16 = "llava-hf/llava-v1.6-vicuna-7b-hf"
 
 def _paper_runs(output: Path) -> None:
     """Runs shaped like the paper's Table 3 (1.5-7b: MMBench 75.44, POPE 85.27, QBench 63.37)."""
-    base = {"pope": {"pope_accuracy": 0.8527, "pope_f1_score": 0.86}, "mmbench_en_dev_static": {"gpt_eval_score": 75.44},
-            "qbench_dev": {"qbench_acc": 0.6337}}
+    base = {
+        "pope": {"pope_accuracy": 0.8527, "pope_f1_score": 0.86},
+        "mmbench_en_dev_static": {"gpt_eval_score": 75.44},
+        "qbench_dev": {"qbench_acc": 0.6337},
+    }
     write_results(output, "20250101_000000", M7, base)
-    write_results(output, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.5706, "pope_f1_score": 0.5}, "mmbench_en_dev_static": {"gpt_eval_score": 51.01},
-                                              "qbench_dev": {"qbench_acc": 0.4251}}, mask="early_top20", heads=["L1H2", "L3H4"])
-    write_results(output, "20250103_000000", M7, {"pope": {"pope_accuracy": 0.7806, "pope_f1_score": 0.7}, "mmbench_en_dev_static": {"gpt_eval_score": 68.88},
-                                              "qbench_dev": {"qbench_acc": 0.5823}}, mask="late_top20", heads=["L25H0"])
+    write_results(
+        output,
+        "20250102_000000",
+        M7,
+        {
+            "pope": {"pope_accuracy": 0.5706, "pope_f1_score": 0.5},
+            "mmbench_en_dev_static": {"gpt_eval_score": 51.01},
+            "qbench_dev": {"qbench_acc": 0.4251},
+        },
+        mask="early_top20",
+        heads=["L1H2", "L3H4"],
+    )
+    write_results(
+        output,
+        "20250103_000000",
+        M7,
+        {
+            "pope": {"pope_accuracy": 0.7806, "pope_f1_score": 0.7},
+            "mmbench_en_dev_static": {"gpt_eval_score": 68.88},
+            "qbench_dev": {"qbench_acc": 0.5823},
+        },
+        mask="late_top20",
+        heads=["L25H0"],
+    )
     write_results(output, "20250104_000000", M16, {"pope": {"pope_accuracy": 0.7967}})
     write_results(output, "20250105_000000", M16, {"pope": {"pope_accuracy": 0.6909}}, mask="early_top20", heads=["L0H1"])
 
@@ -53,7 +76,11 @@ def test_values_and_drops_in_points(tmp_path: Path) -> None:
 def test_unmasked_values_for_figure_titles(tmp_path: Path) -> None:
     _paper_runs(tmp_path)
     values = unmasked_values(find_runs([tmp_path]), ["pope", "seedbench", "mmbench_en_dev_static"])
-    assert values == {(M7, "pope"): pytest.approx(85.27), (M7, "mmbench_en_dev_static"): pytest.approx(75.44), (M16, "pope"): pytest.approx(79.67)}
+    assert values == {
+        (M7, "pope"): pytest.approx(85.27),
+        (M7, "mmbench_en_dev_static"): pytest.approx(75.44),
+        (M16, "pope"): pytest.approx(79.67),
+    }
     assert unmasked_values(find_runs([tmp_path]), ["seedbench"]) == {}
 
 
@@ -98,12 +125,20 @@ def test_masked_run_without_the_visheads_block_has_unknown_heads(tmp_path: Path)
 def test_random_masks_drawn_with_different_seeds_are_separate_rows_beside_their_mean(tmp_path: Path) -> None:
     write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.85}})
     for day, (seed, heads, accuracy) in enumerate([(0, ["L0H0"], 0.83), (1, ["L5H2"], 0.80), (2, ["L1H1"], 0.84)], start=2):
-        path = write_results(tmp_path, f"2025010{day}_000000", M7, {"pope": {"pope_accuracy": accuracy}}, mask="early_random20", heads=heads)
+        path = write_results(
+            tmp_path, f"2025010{day}_000000", M7, {"pope": {"pope_accuracy": accuracy}}, mask="early_random20", heads=heads
+        )
         data = json.loads(path.read_text())
         data["visheads"]["mask"]["seed"] = seed
         path.write_text(json.dumps(data))
     table = leaderboard(find_runs([tmp_path]))
-    assert table["mask"].tolist() == ["none", "early_random20 mean", "early_random20 seed=0", "early_random20 seed=1", "early_random20 seed=2"]
+    assert table["mask"].tolist() == [
+        "none",
+        "early_random20 mean",
+        "early_random20 seed=0",
+        "early_random20 seed=1",
+        "early_random20 seed=2",
+    ]
     assert table["drop"].tolist() == pytest.approx([0.0, 8 / 3, 2.0, 5.0, 1.0], abs=1e-4)
     assert table["heads"].tolist()[2:] == ["L0H0", "L5H2", "L1H1"]
     mean = table.set_index("mask").loc["early_random20 mean"]
@@ -151,7 +186,9 @@ def test_files_that_are_not_lmms_eval_results(tmp_path: Path) -> None:
         read_run(truncated)
     named = tmp_path / "scores.json"
     named.write_text("{}")
-    with pytest.raises(VisheadsError, match=r"is not a results file: its name is not lmms-eval's \(\*_results.json\) or lm-eval's \(results_\*.json\)"):
+    with pytest.raises(
+        VisheadsError, match=r"is not a results file: its name is not lmms-eval's \(\*_results.json\) or lm-eval's \(results_\*.json\)"
+    ):
         read_run(named)
     (tmp_path / "empty").mkdir()
     with pytest.raises(VisheadsError, match="no results file, lmms-eval's .* or lm-eval's .*, under"):
@@ -170,8 +207,13 @@ def test_per_sample_correctness(tmp_path: Path) -> None:
     assert not is_correct("qbench_acc", {"id": 0, "question_concern": 0, "question_type": 1, "answer": "C", "parsed_pred": "A"})
     with pytest.raises(VisheadsError, match="per-sample correctness cannot be read from the 'gpt_eval_score' field"):
         is_correct("gpt_eval_score", {"index": 1, "prediction": "A", "answer": "A"})
-    path = write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.5}},
-                     samples={"pope": [{"pope_accuracy": {"score": 1.0}}, {"pope_accuracy": {"score": 0.0}}]})
+    path = write_results(
+        tmp_path,
+        "20250101_000000",
+        M7,
+        {"pope": {"pope_accuracy": 0.5}},
+        samples={"pope": [{"pope_accuracy": {"score": 1.0}}, {"pope_accuracy": {"score": 0.0}}]},
+    )
     assert correct_docs(read_run(path), "pope", "pope_accuracy") == {0: True, 1: False}
     with pytest.raises(VisheadsError, match="rerun lmms-eval with --log_samples"):
         correct_docs(read_run(path), "qbench_dev", "qbench_acc")
@@ -189,8 +231,15 @@ def test_drops_are_paired_over_the_documents_both_runs_answered(tmp_path: Path) 
     unmasked = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0] * 3  # 30 docs, 80% correct
     masked = [1, 0, 0, 1, 1, 0, 1, 1, 1, 0] * 2  # the first 20 docs only (--limit 20): 60% correct
     write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.8}}, samples={"pope": _pope_samples(unmasked)})
-    write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.6}}, mask="early_top20", heads=["L1H2"],
-                  samples={"pope": _pope_samples(masked)})
+    write_results(
+        tmp_path,
+        "20250102_000000",
+        M7,
+        {"pope": {"pope_accuracy": 0.6}},
+        mask="early_top20",
+        heads=["L1H2"],
+        samples={"pope": _pope_samples(masked)},
+    )
     row = leaderboard(find_runs([tmp_path])).set_index("mask").loc["early_top20"]
     assert row["n_docs"] == 20 and row["value"] == pytest.approx(60.0)
     assert row["drop"] == pytest.approx(80.0 - 60.0)  # over docs 0-19 the unmasked run is also 80% correct
@@ -225,10 +274,24 @@ def test_compare_two_masks_pairs_their_documents(tmp_path: Path, capsys: pytest.
     from visheads_eval.cli import main
 
     write_results(tmp_path, "20250101_000000", M7, {"pope": {"pope_accuracy": 0.9}}, samples={"pope": _pope_samples([1] * 9 + [0])})
-    write_results(tmp_path, "20250102_000000", M7, {"pope": {"pope_accuracy": 0.3}}, mask="early_top20", heads=["L1H2"],
-                  samples={"pope": _pope_samples([0, 0, 0, 0, 0, 1, 1, 1, 0, 0])})
-    write_results(tmp_path, "20250103_000000", M7, {"pope": {"pope_accuracy": 0.8}}, mask="early_others20", heads=["L2H2"],
-                  samples={"pope": _pope_samples([1, 1, 1, 1, 0, 1, 1, 1, 1, 0])})
+    write_results(
+        tmp_path,
+        "20250102_000000",
+        M7,
+        {"pope": {"pope_accuracy": 0.3}},
+        mask="early_top20",
+        heads=["L1H2"],
+        samples={"pope": _pope_samples([0, 0, 0, 0, 0, 1, 1, 1, 0, 0])},
+    )
+    write_results(
+        tmp_path,
+        "20250103_000000",
+        M7,
+        {"pope": {"pope_accuracy": 0.8}},
+        mask="early_others20",
+        heads=["L2H2"],
+        samples={"pope": _pope_samples([1, 1, 1, 1, 0, 1, 1, 1, 1, 0])},
+    )
     (row,) = compare_masks(find_runs([tmp_path]), "early_top20", "early_others20").itertuples()
     assert (row.n_docs, row.difference) == (10, pytest.approx(50.0))  # drop 60 vs drop 10 points
     # discordant docs: correct under early_others20 only 0, 1, 2, 3, 8; under early_top20 only none
@@ -247,8 +310,9 @@ def test_one_model_under_two_spellings_is_one_model(tmp_path: Path, monkeypatch:
     model.mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     write_results(tmp_path / "out", "20250101_000000", str(model), {"pope": {"pope_accuracy": 0.85}})  # llava_visheads: absolute
-    write_results(tmp_path / "out", "20250102_000000", "models/llava-small/", {"pope": {"pope_accuracy": 0.80}},
-                  mask="early_top20", block=False)  # lmms-eval's own command: as typed
+    write_results(
+        tmp_path / "out", "20250102_000000", "models/llava-small/", {"pope": {"pope_accuracy": 0.80}}, mask="early_top20", block=False
+    )  # lmms-eval's own command: as typed
     table = leaderboard(find_runs([tmp_path / "out"]))
     assert set(table["model"]) == {str(model)}
     assert table.set_index("mask").loc["early_top20", "drop"] == pytest.approx(5.0)

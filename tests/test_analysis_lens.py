@@ -9,23 +9,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.synthetic_records import synthetic_stats
 from tests.test_analysis_cli import visheads
 from visheads_eval.analysis.lens import lens_curves, settle_readings
 from visheads_eval.errors import VisheadsError
 from visheads_eval.records import RecordKey, RecordWriter, load_records
-from tests.synthetic_records import synthetic_stats
 
 L, H = 4, 3
 RUN = {"model": "org/lens-model", "position": "last_prompt", "logit_lens": True}
 
 
 def test_settle_reading_is_where_the_answer_becomes_and_stays_top1() -> None:
-    rank = np.array([
-        [3, 0, 0, 0, 0],  # top-1 from reading 1 on
-        [0, 0, 1, 0, 0],  # top-1 at first, lost at reading 2, back from reading 3
-        [0, 0, 0, 0, 0],  # already the embeddings' top-1
-        [2, 1, 1, 5, 0],  # only the output
-    ])
+    rank = np.array(
+        [
+            [3, 0, 0, 0, 0],  # top-1 from reading 1 on
+            [0, 0, 1, 0, 0],  # top-1 at first, lost at reading 2, back from reading 3
+            [0, 0, 0, 0, 0],  # already the embeddings' top-1
+            [2, 1, 1, 5, 0],  # only the output
+        ]
+    )
     assert settle_readings(rank).tolist() == [1, 3, 0, 4]
 
 
@@ -37,9 +39,14 @@ def _write(directory: Path, n: int, seed: int, task: str = "pope", run: dict = R
             rank = rng.integers(0, 3, L + 1).astype(np.int32)
             rank[-1] = 0
             top1 = np.where(rank == 0, 7, 5).astype(np.int32)
-            lens = {"answer_logprob": -rng.random(L + 1).astype(np.float32) * 3, "answer_rank": rank, "top1": top1,
-                    "entropy": rng.random(L + 1).astype(np.float32), "kl_to_final": np.append(rng.random(L), 0).astype(np.float32),
-                    "answer_token": 7}
+            lens = {
+                "answer_logprob": -rng.random(L + 1).astype(np.float32) * 3,
+                "answer_rank": rank,
+                "top1": top1,
+                "entropy": rng.random(L + 1).astype(np.float32),
+                "kl_to_final": np.append(rng.random(L), 0).astype(np.float32),
+                "answer_token": 7,
+            }
             stats = {name: values[doc_id] for name, values in heads.items() if name != "region_attn"}
             writer.add(RecordKey(task, "test", doc_id), stats, n_keys=40, n_image_tokens=10, n_region_tokens=0, answer="yes", lens=lens)
 
@@ -102,8 +109,14 @@ def test_records_without_the_lens(tmp_path: Path, capsys: pytest.CaptureFixture[
     heads = synthetic_stats(rng, 3, L, H, n_image_tokens=10, region_share=0.0)
     with RecordWriter(tmp_path / "plain", run={"model": "m", "position": "answer"}, n_layers=L, n_heads=H) as writer:
         for doc_id in range(3):
-            writer.add(RecordKey("pope", "test", doc_id), {name: v[doc_id] for name, v in heads.items() if name != "region_attn"},
-                       n_keys=40, n_image_tokens=10, n_region_tokens=0, answer="no")
+            writer.add(
+                RecordKey("pope", "test", doc_id),
+                {name: v[doc_id] for name, v in heads.items() if name != "region_attn"},
+                n_keys=40,
+                n_image_tokens=10,
+                n_region_tokens=0,
+                answer="no",
+            )
     with pytest.raises(VisheadsError, match="carry no logit lens; record with logit_lens=true"):
         lens_curves(load_records(tmp_path / "plain"), "pope")
     code, _, err = visheads(capsys, "plot", tmp_path / "plain", "--out", tmp_path / "fig")

@@ -101,7 +101,9 @@ def test_sums_of_parts_average_like_the_whole() -> None:
     n_image = np.array([9, 9, 0, 9, 9, 9, 9])
     for params in (ScoreParams(), ScoreParams(part="region", k=0.5)):
         whole = summarize("m", "t", image, region, conc, n_image, params)
-        parts = HeadSums.of(image[:3], region[:3], conc[:3], n_image[:3], params) + HeadSums.of(image[3:], region[3:], conc[3:], n_image[3:], params)
+        parts = HeadSums.of(image[:3], region[:3], conc[:3], n_image[:3], params) + HeadSums.of(
+            image[3:], region[3:], conc[3:], n_image[3:], params
+        )
         pooled = parts.means("m", "t", params)
         assert (pooled.n_samples, pooled.n_region_samples, pooled.n_without_image, pooled.n_left_out) == (6, 3, 1, 0)
         for name in ("image_attn", "region_attn", "concentration", "score"):

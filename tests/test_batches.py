@@ -10,16 +10,32 @@ import numpy as np
 import pytest
 
 from tests.local_task import TASK_NAME
-from visheads_eval.lmms import runner
 from visheads_eval.instrumentation import Instrumentation
+from visheads_eval.lmms import runner
 from visheads_eval.records import load_records
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
 
-def _evaluate(pretrained: str, tasks: str, out: Path, batch_size: int, include_path: Path | None = None,
-              force_simple: bool = False, **own: str) -> int:
+
+def _evaluate(
+    pretrained: str, tasks: str, out: Path, batch_size: int, include_path: Path | None = None, force_simple: bool = False, **own: str
+) -> int:
     model_args = ",".join([f"pretrained={pretrained}", *(f"{k}={v}" for k, v in own.items())])
-    argv = ["--model", "llava_visheads", "--model_args", model_args, "--tasks", tasks, "--batch_size", str(batch_size),
-            "--output_path", str(out), "--log_samples", "--verbosity", "WARNING"]
+    argv = [
+        "--model",
+        "llava_visheads",
+        "--model_args",
+        model_args,
+        "--tasks",
+        tasks,
+        "--batch_size",
+        str(batch_size),
+        "--output_path",
+        str(out),
+        "--log_samples",
+        "--verbosity",
+        "WARNING",
+    ]
     return runner.run(argv + (["--include_path", str(include_path)] if include_path else []) + (["--force_simple"] if force_simple else []))
 
 
@@ -60,7 +76,9 @@ def test_a_batch_of_differently_sized_images_equals_one_document_at_a_time(
     own = {"mask": "L1H2+L2H0", "record": ""}
     for batch_size in (1, 4):
         run = tmp_path / f"batch{batch_size}"
-        assert _evaluate(pretrained, TASK_NAME, run / "out", batch_size, count_task, force_simple, **{**own, "record": str(run / "rec")}) == 0
+        assert (
+            _evaluate(pretrained, TASK_NAME, run / "out", batch_size, count_task, force_simple, **{**own, "record": str(run / "rec")}) == 0
+        )
     one, batched = _samples(tmp_path / "batch1" / "out"), _samples(tmp_path / "batch4" / "out")
     assert list(batched) == list(one) and len(one) == 6
     for key, sample in one.items():
@@ -82,13 +100,14 @@ def test_the_organism_answers_a_pointqa_task_the_same_in_batches_of_16(tmp_path:
     same = sum(batched[key]["filtered_resps"] == sample["filtered_resps"] for key, sample in one.items())
     assert same >= 0.99 * len(one), f"{same} of {len(one)} answers agree"
     first, second, rows = _aligned_records(tmp_path / "batch1" / "rec", tmp_path / "batch16" / "rec")
-    agree = (second.meta["answer"].to_numpy()[rows] == first.meta["answer"].to_numpy())
+    agree = second.meta["answer"].to_numpy()[rows] == first.meta["answer"].to_numpy()
     for name in ("image_attn", "region_attn", "text_attn", "concentration"):
         np.testing.assert_allclose(second.stat(name)[rows][agree], first.stat(name)[agree], atol=1e-4, err_msg=name)
 
 
-def test_a_failed_batch_names_its_documents(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_batch_names_its_documents(
+    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def failing(self, generate, contexts, args, kwargs):
         raise RuntimeError("out of memory (injected)")
 

@@ -27,17 +27,23 @@ def _results(output: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["lmms_eval"], ["python", "-m", "lmms_eval"]], ids=["lmms_eval", "python -m"])
 def test_evaluation_writes_results(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, command: list[str]) -> None:
     executable = [str(BIN / command[0]), *command[1:]]
     done = _run(
         [
             *executable,
-            "--model", "llava_visheads",
-            "--model_args", f"pretrained={tiny_models['llava_mistral']}",
-            "--tasks", TASK_NAME,
-            "--include_path", str(count_task),
-            "--output_path", str(tmp_path / "out"),
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            f"pretrained={tiny_models['llava_mistral']}",
+            "--tasks",
+            TASK_NAME,
+            "--include_path",
+            str(count_task),
+            "--output_path",
+            str(tmp_path / "out"),
             "--log_samples",
         ],
         cwd=tmp_path,
@@ -54,14 +60,19 @@ def test_evaluation_writes_results(tiny_models: dict[str, Path], count_task: Pat
         assert results["visheads"]["model_class"] == "LlavaForConditionalGeneration"
 
 
+@pytest.mark.slow
 def test_bad_model_args_key_exits_non_zero_with_one_line(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
     done = _run(
         [
             str(BIN / "lmms_eval"),
-            "--model", "llava_visheads",
-            "--model_args", f"pretrained={tiny_models['llava_llama']},mask_dirr=x",
-            "--tasks", TASK_NAME,
-            "--include_path", str(count_task),
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            f"pretrained={tiny_models['llava_llama']},mask_dirr=x",
+            "--tasks",
+            TASK_NAME,
+            "--include_path",
+            str(count_task),
         ],
         cwd=tmp_path,
     )
@@ -70,14 +81,19 @@ def test_bad_model_args_key_exits_non_zero_with_one_line(tiny_models: dict[str, 
     assert "unknown model_args key 'mask_dirr'" in done.stderr
 
 
+@pytest.mark.slow
 def test_unknown_task_exits_non_zero(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
     done = _run(
         [
             str(BIN / "lmms_eval"),
-            "--model", "llava_visheads",
-            "--model_args", f"pretrained={tiny_models['llava_llama']}",
-            "--tasks", "visheads_count_tset",
-            "--include_path", str(count_task),
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            f"pretrained={tiny_models['llava_llama']}",
+            "--tasks",
+            "visheads_count_tset",
+            "--include_path",
+            str(count_task),
         ],
         cwd=tmp_path,
     )
@@ -94,11 +110,16 @@ def test_generation_error_fails_the_run_instead_of_an_empty_answer(
     monkeypatch.setattr(LlavaForConditionalGeneration, "generate", broken_generate)
     code = runner.run(
         [
-            "--model", "llava_visheads",
-            "--model_args", f"pretrained={tiny_models['llava_llama']}",
-            "--tasks", TASK_NAME,
-            "--include_path", str(count_task),
-            "--output_path", str(tmp_path / "out"),
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            f"pretrained={tiny_models['llava_llama']}",
+            "--tasks",
+            TASK_NAME,
+            "--include_path",
+            str(count_task),
+            "--output_path",
+            str(tmp_path / "out"),
         ]
     )
     assert code == 1

@@ -12,6 +12,8 @@ from visheads_eval import demo
 from visheads_eval.data.pointqa_parquet import write_pointqa_parquet
 from visheads_eval.data.task_folders import copy_pointqa_tasks
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 
 def test_demo_writes_the_reports_then_reuses_them(deep_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(demo, "mask_grid", lambda: [demo.SweepPoint("early_top"), demo.SweepPoint("early_random", 1)])
@@ -34,9 +36,21 @@ def test_demo_writes_the_reports_then_reuses_them(deep_model: Path, tmp_path: Pa
     for row in board[board["mask"] != "none"].itertuples():
         assert row.drop == pytest.approx(none[row.task] - row.value)
         assert len(row.heads.split()) == 5  # 10% of 48 heads
-    assert "Logit lens (" in first and "from which the answer stays top-1" in first and "  pointqa_plain_object: " in first and "  pointqa_visual_general: " in first
-    for name in ("leaderboard.md", "leaderboard.tex", "ranking.csv", "figures/heatmap_image_attn.png", "figures/attention_vs_concentration.png",
-                 "lens/logit_lens.png", "lens/logit_lens_settle.csv"):
+    assert (
+        "Logit lens (" in first
+        and "from which the answer stays top-1" in first
+        and "  pointqa_plain_object: " in first
+        and "  pointqa_visual_general: " in first
+    )
+    for name in (
+        "leaderboard.md",
+        "leaderboard.tex",
+        "ranking.csv",
+        "figures/heatmap_image_attn.png",
+        "figures/attention_vs_concentration.png",
+        "lens/logit_lens.png",
+        "lens/logit_lens_settle.csv",
+    ):
         assert (out / name).stat().st_size > 0, name
     results_before = sorted(out.rglob("*_results.json"))
 

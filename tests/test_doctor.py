@@ -27,8 +27,9 @@ def _fake_distribution(root: Path, name: str, version: str, module_source: str |
 
 
 def test_healthy_environment_passes() -> None:
-    done = subprocess.run([str(BIN / "visheads"), "doctor"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [str(BIN / "visheads"), "doctor"], capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert f"ok      torch {metadata.version('torch')} (tested: >=2.13,<2.14)" in lines
@@ -39,7 +40,9 @@ def test_healthy_environment_passes() -> None:
     assert any(line.startswith("note    transformers cannot build video processors without torchvision: Qwen2/2.5/3-VL") for line in lines)
     assert f"ok      visheads-tiny: the shipped organism ({REPO / 'visheads_eval' / 'organism' / 'weights'})" in lines
     launcher = [line for line in lines if "accelerate launch" in line]
-    assert len(launcher) == 1 and launcher[0].startswith(("ok      accelerate launch is available", "note    accelerate launch does not start"))
+    assert len(launcher) == 1 and launcher[0].startswith(
+        ("ok      accelerate launch is available", "note    accelerate launch does not start")
+    )
     assert not any(line.startswith("PROBLEM") for line in lines)
     assert lines[-1] == "all checks passed"
 

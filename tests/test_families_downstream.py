@@ -15,6 +15,8 @@ from visheads_eval.cli import main
 from visheads_eval.lmms import runner
 from visheads_eval.records import load_records
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 
 def _visheads(capsys: pytest.CaptureFixture[str], *argv: object) -> str:
     with pytest.raises(SystemExit) as stop:
@@ -25,9 +27,30 @@ def _visheads(capsys: pytest.CaptureFixture[str], *argv: object) -> str:
 
 
 def _lmms(folder: Path, own: str, task_dir: Path, out: Path) -> None:
-    assert runner.run(["--model", "visheads", "--model_args", f"pretrained={folder},{own}", "--tasks", TASK_NAME, "--include_path",
-                       str(task_dir), "--output_path", str(out), "--log_samples", "--limit", "6", "--batch_size", "2",
-                       "--verbosity", "WARNING"]) == 0
+    assert (
+        runner.run(
+            [
+                "--model",
+                "visheads",
+                "--model_args",
+                f"pretrained={folder},{own}",
+                "--tasks",
+                TASK_NAME,
+                "--include_path",
+                str(task_dir),
+                "--output_path",
+                str(out),
+                "--log_samples",
+                "--limit",
+                "6",
+                "--batch_size",
+                "2",
+                "--verbosity",
+                "WARNING",
+            ]
+        )
+        == 0
+    )
 
 
 def test_families_of_different_depths_rank_mask_and_compare(
@@ -52,8 +75,11 @@ def test_families_of_different_depths_rank_mask_and_compare(
     early = ranking[ranking["layer"] < 2].sort_values("rank").head(3)
     expected = sorted(f"L{layer}H{head}" for layer, head in zip(early["layer"], early["head"], strict=True))
     _lmms(gemma, f"mask={spec},ranking={ranking_file}", count_task, tmp_path / "runs" / "gemma")
-    (masked,) = [results for results in (json.loads(p.read_text()) for p in (tmp_path / "runs" / "gemma").glob("*/*_results.json"))
-                 if results["visheads"]["mask"] is not None]
+    (masked,) = [
+        results
+        for results in (json.loads(p.read_text()) for p in (tmp_path / "runs" / "gemma").glob("*/*_results.json"))
+        if results["visheads"]["mask"] is not None
+    ]
     assert sorted(masked["visheads"]["mask"]["heads"]) == expected and masked["visheads"]["family"] == "gemma3"
 
     _visheads(capsys, "leaderboard", tmp_path / "runs" / "gemma", "--out", tmp_path / "board")

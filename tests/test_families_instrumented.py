@@ -27,7 +27,9 @@ def _batch(directory: Path) -> tuple[dict, list[Image.Image]]:
     processor.tokenizer.padding_side = "left"
     questions = ["how many red circles are there in the image?", "what color?"]
     texts = [
-        processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True)
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True
+        )
         for q in questions
     ]
     images = [Image.new("RGB", (80, 50), (200, 30, 30)), Image.new("RGB", (40, 90), (30, 200, 30))]
@@ -48,7 +50,9 @@ def test_one_token_answer_is_recorded_as_the_decoding_step(tiny_models: dict[str
     instrumentation.attach(model, load_processor(str(directory)), rank=0)
     contexts = [DocContext(RecordKey("t", "test", row), {}, [image]) for row, image in enumerate(images)]
     with torch.inference_mode():
-        output = instrumentation.generate(model.generate, contexts, (), {**inputs, "max_new_tokens": 1, "do_sample": False, "top_k": 5, **no_image_answer})
+        output = instrumentation.generate(
+            model.generate, contexts, (), {**inputs, "max_new_tokens": 1, "do_sample": False, "top_k": 5, **no_image_answer}
+        )
     instrumentation.finish()
     assert output.shape[1] == inputs["input_ids"].shape[1] + 1, "generation stopped after one token: the fallback forward ran"
     records = load_records(tmp_path / "rec", progress=False)

@@ -31,10 +31,10 @@ from transformers import (
 from transformers.image_utils import SizeDict
 
 from tests.tiny_models import FAMILIES, GRID_PINPOINTS, WORDS
-from visheads_eval.errors import VisheadsError
-from visheads_eval.geometry import image_token_count, region_token_mask
 from tools.tiny.processor import CHAT_TEMPLATE, build_llava_next_processor, build_llava_processor
 from tools.tiny.tokenizer import build_tokenizer
+from visheads_eval.errors import VisheadsError
+from visheads_eval.geometry import image_token_count, region_token_mask
 
 TOKENIZER = build_tokenizer(WORDS)
 LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]  # llava-v1.6 default
@@ -42,12 +42,14 @@ LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1
 
 def make_config(model: str, image_size: int, pinpoints=None, strategy: str = "default", patch_size: int = 14):
     vision = CLIPVisionConfig(
-        image_size=image_size, patch_size=patch_size, hidden_size=32, intermediate_size=64,
-        num_hidden_layers=1, num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
     )
-    text = LlamaConfig(
-        vocab_size=len(TOKENIZER), hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4
-    )
+    text = LlamaConfig(vocab_size=len(TOKENIZER), hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4)
     common = dict(vision_config=vision, text_config=text, image_token_id=TOKENIZER.image_token_id)
     if model == "llava_next":
         return LlavaNextConfig(image_grid_pinpoints=pinpoints, vision_feature_select_strategy=strategy, **common)
@@ -62,8 +64,12 @@ def clip_processor(image_size: int, strategy: str = "default", shortest_edge: in
         size={"shortest_edge": shortest_edge or image_size}, crop_size={"height": image_size, "width": image_size}
     )
     return LlavaProcessor(
-        image_processor=image_processor, tokenizer=TOKENIZER, patch_size=14,
-        vision_feature_select_strategy=strategy, num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
+        image_processor=image_processor,
+        tokenizer=TOKENIZER,
+        patch_size=14,
+        vision_feature_select_strategy=strategy,
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
     )
 
 
@@ -73,18 +79,14 @@ CASES = {
     "clip_crop": (clip_processor(56), make_config("llava", 56)),
     # resize to 40 then "crop" 56: the centre crop pads the image instead
     "small_crop": (clip_processor(56, shortest_edge=40), make_config("llava", 56)),
-    "pad": (
-        build_llava_processor(TOKENIZER, image_size=56, patch_size=14, pad_to_square=True), make_config("llava", 56)
-    ),
+    "pad": (build_llava_processor(TOKENIZER, image_size=56, patch_size=14, pad_to_square=True), make_config("llava", 56)),
     "anyres": (
         build_llava_next_processor(TOKENIZER, image_size=56, patch_size=14, grid_pinpoints=GRID_PINPOINTS),
         make_config("llava_next", 56, GRID_PINPOINTS),
     ),
     # the real models' geometry: LLaVA-1.5 (336 px, 24 x 24 tokens), its pad-to-square recipe, LLaVA-1.6
     "llava15": (clip_processor(336), make_config("llava", 336)),
-    "llava15_pad": (
-        build_llava_processor(TOKENIZER, image_size=336, patch_size=14, pad_to_square=True), make_config("llava", 336)
-    ),
+    "llava15_pad": (build_llava_processor(TOKENIZER, image_size=336, patch_size=14, pad_to_square=True), make_config("llava", 336)),
     "llava16": (
         build_llava_next_processor(TOKENIZER, image_size=336, patch_size=14, grid_pinpoints=LLAVA_NEXT_PINPOINTS),
         make_config("llava_next", 336, LLAVA_NEXT_PINPOINTS),
@@ -222,8 +224,21 @@ def test_vipllava_drops_cls_like_default() -> None:
 # ----------------------------------------------------------------------------------------------------
 
 SIZES = [  # (width, height): square, wide, tall, tiny, large, odd aspect ratios
-    (56, 56), (500, 500), (112, 84), (84, 112), (100, 60), (640, 480), (333, 500), (2000, 300), (300, 2000),
-    (1, 1), (3, 7), (7, 3), (1000, 1), (4000, 3000), (1023, 769),
+    (56, 56),
+    (500, 500),
+    (112, 84),
+    (84, 112),
+    (100, 60),
+    (640, 480),
+    (333, 500),
+    (2000, 300),
+    (300, 2000),
+    (1, 1),
+    (3, 7),
+    (7, 3),
+    (1000, 1),
+    (4000, 3000),
+    (1023, 769),
 ]
 
 
@@ -288,9 +303,7 @@ def redness_in_token_order(case: str, image: Image.Image) -> np.ndarray:
     tiles = patch_redness(inputs["pixel_values"][0], processor, 14)  # base image first, then tiles
     features = torch.from_numpy(tiles.reshape(len(tiles), -1, 1)).float()
     model = LlavaNextModel(config)
-    packed, lengths = model.pack_image_features(
-        [features], inputs["image_sizes"], "default", image_newline=torch.tensor([float("nan")])
-    )
+    packed, lengths = model.pack_image_features([features], inputs["image_sizes"], "default", image_newline=torch.tensor([float("nan")]))
     assert int(lengths[0]) == int((inputs["input_ids"] == config.image_token_id).sum())
     return packed[0][:, 0].numpy()
 
@@ -421,8 +434,11 @@ class _CustomImageProcessor(CLIPImageProcessorPil):
 
 def test_unknown_image_processing_is_refused() -> None:
     processor = LlavaProcessor(
-        image_processor=_CustomImageProcessor(), tokenizer=TOKENIZER, patch_size=14,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        image_processor=_CustomImageProcessor(),
+        tokenizer=TOKENIZER,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
     )
     with pytest.raises(VisheadsError, match="unsupported image processor _CustomImageProcessor"):
         region_token_mask([0, 0, 10, 10], (112, 84), processor, make_config("llava", 56))

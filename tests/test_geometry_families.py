@@ -53,20 +53,32 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     return built
 
 
-REAL_NAMES = ["qwen2_5_vl_real", "qwen3_vl_real", "gemma3_real", "gemma3_pan_and_scan", "internvl_real", "smolvlm_real",
-              "idefics3_real", "llava_onevision_real"]
+REAL_NAMES = [
+    "qwen2_5_vl_real",
+    "qwen3_vl_real",
+    "gemma3_real",
+    "gemma3_pan_and_scan",
+    "internvl_real",
+    "smolvlm_real",
+    "idefics3_real",
+    "llava_onevision_real",
+]
 
 
 def real_cases(tiny: Tiny) -> Real:
     """The real models' image settings, on the tiny models' tokenizers and configs (no model is built)."""
     cases = {}
-    for family, processor_class, patch, pixels in [("qwen2_5_vl", transformers.Qwen2_5_VLProcessor, 14, 1605632),
-                                                   ("qwen3_vl", transformers.Qwen3VLProcessor, 16, 1048576)]:
+    for family, processor_class, patch, pixels in [
+        ("qwen2_5_vl", transformers.Qwen2_5_VLProcessor, 14, 1605632),
+        ("qwen3_vl", transformers.Qwen3VLProcessor, 16, 1048576),
+    ]:
         _, processor, config = tiny[family]
         image_processor = transformers.Qwen2VLImageProcessorPil(
-            patch_size=patch, merge_size=2, size={"shortest_edge": 3136, "longest_edge": pixels})
-        real = images_only(processor_class)(image_processor=image_processor, tokenizer=processor.tokenizer,
-                                            chat_template=processor.chat_template)
+            patch_size=patch, merge_size=2, size={"shortest_edge": 3136, "longest_edge": pixels}
+        )
+        real = images_only(processor_class)(
+            image_processor=image_processor, tokenizer=processor.tokenizer, chat_template=processor.chat_template
+        )
         cases[family + "_real"] = (real, config)
 
     _, processor, config = tiny["gemma3"]
@@ -74,21 +86,34 @@ def real_cases(tiny: Tiny) -> Real:
     config.vision_config.image_size, config.vision_config.patch_size, config.mm_tokens_per_image = 896, 14, 256
     gemma = transformers.Gemma3Processor(
         image_processor=transformers.Gemma3ImageProcessorPil(size={"height": 896, "width": 896}),
-        tokenizer=processor.tokenizer, image_seq_length=256, chat_template=processor.chat_template)
+        tokenizer=processor.tokenizer,
+        image_seq_length=256,
+        chat_template=processor.chat_template,
+    )
     cases["gemma3_real"] = (gemma, config)
     pan_and_scan = transformers.Gemma3Processor(
         image_processor=transformers.Gemma3ImageProcessorPil(size={"height": 896, "width": 896}),
-        tokenizer=processor.tokenizer, image_seq_length=256, chat_template=processor.chat_template)
+        tokenizer=processor.tokenizer,
+        image_seq_length=256,
+        chat_template=processor.chat_template,
+    )
     pan_and_scan.images_kwargs = {**transformers.Gemma3Processor.images_kwargs, "do_pan_and_scan": True}
     cases["gemma3_pan_and_scan"] = (pan_and_scan, config)
 
     _, processor, config = tiny["internvl"]
     config = copy.deepcopy(config)
     config.vision_config.image_size, config.vision_config.patch_size = [448, 448], [14, 14]
-    cases["internvl_real"] = (images_only(transformers.InternVLProcessor)(
-        image_processor=transformers.GotOcr2ImageProcessorPil(size={"height": 448, "width": 448}, crop_to_patches=True,
-                                                             min_patches=1, max_patches=12),
-        tokenizer=processor.tokenizer, image_seq_length=256, chat_template=processor.chat_template), config)
+    cases["internvl_real"] = (
+        images_only(transformers.InternVLProcessor)(
+            image_processor=transformers.GotOcr2ImageProcessorPil(
+                size={"height": 448, "width": 448}, crop_to_patches=True, min_patches=1, max_patches=12
+            ),
+            tokenizer=processor.tokenizer,
+            image_seq_length=256,
+            chat_template=processor.chat_template,
+        ),
+        config,
+    )
 
     for family, longest, tile, patch, scale in [("smolvlm", 2048, 512, 16, 4), ("idefics3", 1456, 364, 14, 2)]:
         _, processor, config = tiny[family]
@@ -99,11 +124,16 @@ def real_cases(tiny: Tiny) -> Real:
         seq = (tile // patch // scale) ** 2
         if family == "smolvlm":
             real = images_only(transformers.SmolVLMProcessor)(
-                image_processor=image_processor, tokenizer=processor.tokenizer, video_processor=None,
-                image_seq_len=seq, chat_template=processor.chat_template)
+                image_processor=image_processor,
+                tokenizer=processor.tokenizer,
+                video_processor=None,
+                image_seq_len=seq,
+                chat_template=processor.chat_template,
+            )
         else:
-            real = transformers.Idefics3Processor(image_processor=image_processor, tokenizer=processor.tokenizer,
-                                                  image_seq_len=seq, chat_template=processor.chat_template)
+            real = transformers.Idefics3Processor(
+                image_processor=image_processor, tokenizer=processor.tokenizer, image_seq_len=seq, chat_template=processor.chat_template
+            )
         cases[family + "_real"] = (real, config)
 
     _, processor, config = tiny["llava_onevision"]
@@ -111,10 +141,17 @@ def real_cases(tiny: Tiny) -> Real:
     image_processor = transformers.LlavaOnevisionImageProcessorPil()  # 384 px tiles, the 36 default pinpoints
     config.vision_config.image_size, config.vision_config.patch_size = 384, 14
     config.image_grid_pinpoints, config.vision_aspect_ratio = image_processor.image_grid_pinpoints, "anyres_max_9"
-    cases["llava_onevision_real"] = (images_only(transformers.LlavaOnevisionProcessor)(
-        image_processor=image_processor, tokenizer=processor.tokenizer, num_image_tokens=729,
-        vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9",
-        chat_template=processor.chat_template), config)
+    cases["llava_onevision_real"] = (
+        images_only(transformers.LlavaOnevisionProcessor)(
+            image_processor=image_processor,
+            tokenizer=processor.tokenizer,
+            num_image_tokens=729,
+            vision_feature_select_strategy="full",
+            vision_aspect_ratio="anyres_max_9",
+            chat_template=processor.chat_template,
+        ),
+        config,
+    )
     return cases
 
 
@@ -316,8 +353,7 @@ def test_token_order_inside_merged_blocks(tiny: Tiny) -> None:
     ]
     # InternVL and Idefics3 / SmolVLM: the models' pixel shuffles on a 4 x 4 map of patch numbers (row-major, as
     # the patch convolution flattens them) gather token (i, j) from patches (2i + a, 2j + b), tokens row-major.
-    expected = [sorted((2 * i + a) * 4 + 2 * j + b for a in range(2) for b in range(2))
-                for i in range(2) for j in range(2)]
+    expected = [sorted((2 * i + a) * 4 + 2 * j + b for a in range(2) for b in range(2)) for i in range(2) for j in range(2)]
     patches = torch.arange(16, dtype=torch.float32)
     for family in ("internvl", "idefics3", "smolvlm"):
         folder, _, config = tiny[family]
@@ -334,8 +370,24 @@ def test_token_order_inside_merged_blocks(tiny: Tiny) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 SIZES = [  # (width, height): square, wide, tall, tiny, large, odd; aspect ratios up to Qwen's limit of 200
-    (56, 56), (500, 500), (112, 84), (84, 112), (100, 60), (640, 480), (333, 500), (2000, 300), (300, 2000),
-    (1, 1), (3, 7), (7, 3), (1000, 5), (5, 1000), (1023, 769), (4000, 3000), (29, 1000), (230, 33),
+    (56, 56),
+    (500, 500),
+    (112, 84),
+    (84, 112),
+    (100, 60),
+    (640, 480),
+    (333, 500),
+    (2000, 300),
+    (300, 2000),
+    (1, 1),
+    (3, 7),
+    (7, 3),
+    (1000, 5),
+    (5, 1000),
+    (1023, 769),
+    (4000, 3000),
+    (29, 1000),
+    (230, 33),
 ]
 REAL_SIZES = [(640, 480), (2000, 300), (300, 2000), (1, 1), (1200, 900)]
 
@@ -435,7 +487,7 @@ class PatchTower(nn.Module):
         """``last_hidden_state  # (n_images, cls + patches, channels)``, also as the only hidden state."""
         values = self.light(patch_max(brightness(pixel_values, self.image_processor), self.patch))
         features = torch.zeros(len(values), self.cls + values[0].numel(), self.channels)
-        features[:, self.cls:, 0] = values.reshape(len(values), -1)
+        features[:, self.cls :, 0] = values.reshape(len(values), -1)
         return BaseModelOutputWithPooling(last_hidden_state=features, hidden_states=(features,))
 
 
@@ -499,8 +551,9 @@ def stub(model: Any, processor: Any) -> Callable[[Any, float], np.ndarray]:
 
         def run(inputs: Any) -> torch.Tensor:
             """The stubbed model's image features of ``inputs``, one value per image token."""
-            out = inner.get_image_features(pixel_values=inputs["pixel_values"], vision_feature_layer=-1,
-                                           vision_feature_select_strategy="default")
+            out = inner.get_image_features(
+                pixel_values=inputs["pixel_values"], vision_feature_layer=-1, vision_feature_select_strategy="default"
+            )
             return out.pooler_output.sum(-1).reshape(-1)
     elif layout == "idefics3":  # padding-frame removal and the connector's pixel shuffle kept
         inner.vision_model = PatchTower(image_processor, vision.patch_size, light)
@@ -508,8 +561,7 @@ def stub(model: Any, processor: Any) -> Callable[[Any, float], np.ndarray]:
 
         def run(inputs: Any) -> torch.Tensor:
             """The stubbed model's image features of ``inputs``, one value per image token."""
-            out = inner.get_image_features(pixel_values=inputs["pixel_values"],
-                                           pixel_attention_mask=inputs["pixel_attention_mask"])
+            out = inner.get_image_features(pixel_values=inputs["pixel_values"], pixel_attention_mask=inputs["pixel_attention_mask"])
             return out.pooler_output[0].sum(-1)
     elif layout == "llava_onevision":  # unpadding, bilinear downsampling and newlines (NaN) kept
         inner.vision_tower = PatchTower(image_processor, vision.patch_size, light)
@@ -519,8 +571,11 @@ def stub(model: Any, processor: Any) -> Callable[[Any, float], np.ndarray]:
         def run(inputs: Any) -> torch.Tensor:
             """The stubbed model's image features of ``inputs``, one value per image token."""
             out = inner.get_image_features(
-                pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"], vision_feature_layer=-1,
-                vision_feature_select_strategy="full", vision_aspect_ratio=config.vision_aspect_ratio,
+                pixel_values=inputs["pixel_values"],
+                image_sizes=inputs["image_sizes"],
+                vision_feature_layer=-1,
+                vision_feature_select_strategy="full",
+                vision_aspect_ratio=config.vision_aspect_ratio,
                 batch_num_images=inputs["batch_num_images"],
             )
             return out.pooler_output[0][:, 0]
@@ -552,8 +607,9 @@ def stubbed(tiny: Tiny) -> Callable[[str], Callable[[Any, float], np.ndarray]]:
     return get
 
 
-def compare_with_pixels(processor: Any, config: Any, values: Callable[[Any, float], np.ndarray],
-                        size: tuple[int, int], bbox: list[int]) -> tuple[int, int]:
+def compare_with_pixels(
+    processor: Any, config: Any, values: Callable[[Any, float], np.ndarray], size: tuple[int, int], bbox: list[int]
+) -> tuple[int, int]:
     """Assert the mask agrees with every clearly-in or clearly-out token; return (clear, unclear) counts.
 
     ``values`` is a stubbed model's (:func:`stub`)."""
@@ -591,7 +647,9 @@ def test_mask_matches_painted_boxes_through_the_processor(tiny: Tiny, stubbed: C
 
 # OneVision downsamples 1200 x 900 (to 70 x 93 from 81 x 108 patches) and 1700 x 1100 (to 65 x 100 from 81 x 125).
 REAL_BOXES = {
-    (640, 480): [250, 130, 180, 200], (2000, 300): [1200, 40, 500, 200], (1200, 900): [300, 200, 500, 400],
+    (640, 480): [250, 130, 180, 200],
+    (2000, 300): [1200, 40, 500, 200],
+    (1200, 900): [300, 200, 500, 400],
     (1700, 1100): [100, 500, 900, 450],
 }
 
@@ -648,8 +706,7 @@ def test_mismatched_processors_and_models_are_named(tiny: Tiny) -> None:
 
 def _llama_config() -> transformers.LlamaConfig:
     """A text-only config, of no vision-language family."""
-    return transformers.LlamaConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                    intermediate_size=16)
+    return transformers.LlamaConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
 
 
 def test_families_all_have_a_layout() -> None:

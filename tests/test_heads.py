@@ -21,7 +21,7 @@ def test_head_names_round_trip() -> None:
     [(32, (0, 9), (10, 19), (20, 31)), (40, (0, 12), (13, 26), (27, 39)), (24, (0, 7), (8, 15), (16, 23))],
 )
 def test_stages_split_as_the_paper_does(n_layers: int, early: tuple, mid: tuple, late: tuple) -> None:
-    for stage, (first, last) in zip(("early", "mid", "late"), (early, mid, late)):
+    for stage, (first, last) in zip(("early", "mid", "late"), (early, mid, late), strict=False):
         assert stage_layers(stage, n_layers) == range(first, last + 1)
         assert {stage_of(layer, n_layers) for layer in range(first, last + 1)} == {stage}
 

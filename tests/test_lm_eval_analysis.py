@@ -19,6 +19,8 @@ from visheads_eval.cli import main
 from visheads_eval.lmms import runner
 from visheads_eval.records import load_records
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 TASK = "pointqa_visual_general"
 LIMIT = 40
 MASK = "L2H0+L3H0"
@@ -37,10 +39,41 @@ def lm_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``rec`` by ``visheads lm-eval`` (its results in ``recorded``)."""
     root = tmp_path_factory.mktemp("lm_runs")
     for argv in (
-        ["sweep", "--host", "lm-eval", "--pretrained", "visheads-tiny", "--masks", "none", MASK, "--tasks", TASK, "--limit", str(LIMIT),
-         "--batch_size", "8", "--output_path", str(root / "out")],
-        ["lm-eval", "--model", "llava_visheads", "--model_args", f"pretrained=visheads-tiny,record={root / 'rec'}", "--tasks", TASK,
-         "--limit", str(LIMIT), "--batch_size", "8", "--output_path", str(root / "recorded"), "--log_samples", "--apply_chat_template"],
+        [
+            "sweep",
+            "--host",
+            "lm-eval",
+            "--pretrained",
+            "visheads-tiny",
+            "--masks",
+            "none",
+            MASK,
+            "--tasks",
+            TASK,
+            "--limit",
+            str(LIMIT),
+            "--batch_size",
+            "8",
+            "--output_path",
+            str(root / "out"),
+        ],
+        [
+            "lm-eval",
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            f"pretrained=visheads-tiny,record={root / 'rec'}",
+            "--tasks",
+            TASK,
+            "--limit",
+            str(LIMIT),
+            "--batch_size",
+            "8",
+            "--output_path",
+            str(root / "recorded"),
+            "--log_samples",
+            "--apply_chat_template",
+        ],
     ):
         with pytest.raises(SystemExit) as stop:
             main(argv)
@@ -62,11 +95,23 @@ def _samples(folder: Path, mask: str) -> dict[int, float]:
 def _expected_drop(unmasked: dict[int, float], masked: dict[int, float]) -> dict[str, float]:
     docs = sorted(unmasked.keys() & masked.keys())
     base, ablated = np.array([unmasked[d] for d in docs]), np.array([masked[d] for d in docs])
-    interval = stats.bootstrap((base, ablated), lambda b, a, axis: 100 * (b.mean(axis=axis) - a.mean(axis=axis)), paired=True,
-                               vectorized=True, n_resamples=10_000, method="percentile", rng=np.random.default_rng(0)).confidence_interval
+    interval = stats.bootstrap(
+        (base, ablated),
+        lambda b, a, axis: 100 * (b.mean(axis=axis) - a.mean(axis=axis)),
+        paired=True,
+        vectorized=True,
+        n_resamples=10_000,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
     only_base, only_masked = int(((base == 1) & (ablated == 0)).sum()), int(((base == 0) & (ablated == 1)).sum())
-    return {"n_docs": len(docs), "drop": 100 * (base.mean() - ablated.mean()), "drop_ci_low": interval.low, "drop_ci_high": interval.high,
-            "p_mcnemar": stats.binomtest(only_base, only_base + only_masked, 0.5).pvalue}
+    return {
+        "n_docs": len(docs),
+        "drop": 100 * (base.mean() - ablated.mean()),
+        "drop_ci_low": interval.low,
+        "drop_ci_high": interval.high,
+        "p_mcnemar": stats.binomtest(only_base, only_base + only_masked, 0.5).pvalue,
+    }
 
 
 def _check_row(row: pd.Series, expected: dict[str, float]) -> None:
@@ -79,19 +124,56 @@ def _check_row(row: pd.Series, expected: dict[str, float]) -> None:
 def test_a_sweep_through_lm_eval_writes_what_a_visheads_lm_eval_run_writes(
     lm_runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _visheads(capsys, "lm-eval", "--model", "llava_visheads", "--model_args", f"pretrained=visheads-tiny,mask={MASK}",
-                             "--tasks", TASK, "--limit", LIMIT, "--batch_size", 8, "--output_path", tmp_path, "--log_samples",
-                             "--apply_chat_template", "--verbosity", "WARNING")
+    code, _, err = _visheads(
+        capsys,
+        "lm-eval",
+        "--model",
+        "llava_visheads",
+        "--model_args",
+        f"pretrained=visheads-tiny,mask={MASK}",
+        "--tasks",
+        TASK,
+        "--limit",
+        LIMIT,
+        "--batch_size",
+        8,
+        "--output_path",
+        tmp_path,
+        "--log_samples",
+        "--apply_chat_template",
+        "--verbosity",
+        "WARNING",
+    )
     assert code == 0, err
     (separate,) = [json.loads(p.read_text()) for p in tmp_path.glob("*/results_*.json")]
-    (swept,) = [json.loads(p.read_text()) for p in (lm_runs / "out").glob("*/results_*.json")
-                if json.loads(p.read_text())["config"]["visheads"]["mask"]["name"] == MASK]
+    (swept,) = [
+        json.loads(p.read_text())
+        for p in (lm_runs / "out").glob("*/results_*.json")
+        if json.loads(p.read_text())["config"]["visheads"]["mask"]["name"] == MASK
+    ]
     assert swept["results"] == separate["results"] and swept["config"]["visheads"] == separate["config"]["visheads"]
     assert swept["config"]["model_args"] == separate["config"]["model_args"]
     assert _samples(lm_runs / "out", MASK) == _samples(tmp_path, MASK)
 
-    code, out, _ = _visheads(capsys, "sweep", "--host", "lm-eval", "--pretrained", "visheads-tiny", "--masks", "none", MASK, "--tasks",
-                             TASK, "--limit", LIMIT, "--batch_size", 8, "--output_path", lm_runs / "out")
+    code, out, _ = _visheads(
+        capsys,
+        "sweep",
+        "--host",
+        "lm-eval",
+        "--pretrained",
+        "visheads-tiny",
+        "--masks",
+        "none",
+        MASK,
+        "--tasks",
+        TASK,
+        "--limit",
+        LIMIT,
+        "--batch_size",
+        8,
+        "--output_path",
+        lm_runs / "out",
+    )
     assert code == 0 and out.count(": reused") == 2, "a second sweep reuses both points"
 
 
@@ -107,7 +189,9 @@ def test_leaderboard_of_lm_eval_runs_pairs_their_samples(lm_runs: Path, tmp_path
     _check_row(table[table["mask"] == MASK].iloc[0], _expected_drop(none, masked))
 
 
-def test_correct_only_selects_the_documents_lm_eval_scored_correct(lm_runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_correct_only_selects_the_documents_lm_eval_scored_correct(
+    lm_runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     records = load_records(lm_runs / "rec", progress=False)
     correct = _samples(lm_runs / "out", "none")
     keep = CorrectOnly(find_runs([lm_runs / "out"])).keep(records, TASK)
@@ -124,9 +208,28 @@ def test_a_folder_of_both_hosts_makes_one_table_with_a_table_per_host(
 ) -> None:
     shutil.copytree(lm_runs / "out", tmp_path / "mixed", dirs_exist_ok=True)
     for own in ("", f",mask={MASK}"):
-        assert runner.run(["--model", "llava_visheads", "--model_args", f"pretrained=visheads-tiny{own}", "--tasks", TASK, "--limit",
-                           str(LIMIT), "--batch_size", "8", "--output_path", str(tmp_path / "mixed"), "--log_samples",
-                           "--verbosity", "WARNING"]) == 0
+        assert (
+            runner.run(
+                [
+                    "--model",
+                    "llava_visheads",
+                    "--model_args",
+                    f"pretrained=visheads-tiny{own}",
+                    "--tasks",
+                    TASK,
+                    "--limit",
+                    str(LIMIT),
+                    "--batch_size",
+                    "8",
+                    "--output_path",
+                    str(tmp_path / "mixed"),
+                    "--log_samples",
+                    "--verbosity",
+                    "WARNING",
+                ]
+            )
+            == 0
+        )
     code, _, err = _visheads(capsys, "leaderboard", tmp_path / "mixed", "--out", tmp_path / "report")
     assert code == 0, err
     table = pd.read_csv(tmp_path / "report" / "leaderboard.csv")

@@ -14,6 +14,8 @@ from visheads_eval.lmms import runner
 from visheads_eval.records import load_records
 from visheads_eval.records.validate import value_problems
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 TASK = "pointqa_visual_general"
 LIMIT = 24
 
@@ -27,8 +29,22 @@ def _visheads(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, s
 def test_lm_eval_run_scores_and_records_as_the_lmms_eval_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     own = "mask=L2H1,position=last_prompt,logit_lens=true"
     code, err = _visheads(
-        capsys, "lm-eval", "--model", "llava_visheads", "--model_args", f"pretrained=visheads-tiny,{own},record={tmp_path / 'lm_rec'}",
-        "--tasks", TASK, "--apply_chat_template", "--limit", LIMIT, "--batch_size", 4, "--output_path", tmp_path / "lm_out", "--log_samples",
+        capsys,
+        "lm-eval",
+        "--model",
+        "llava_visheads",
+        "--model_args",
+        f"pretrained=visheads-tiny,{own},record={tmp_path / 'lm_rec'}",
+        "--tasks",
+        TASK,
+        "--apply_chat_template",
+        "--limit",
+        LIMIT,
+        "--batch_size",
+        4,
+        "--output_path",
+        tmp_path / "lm_out",
+        "--log_samples",
     )
     assert code == 0, err
     (results_file,) = (tmp_path / "lm_out").glob("*/results_*.json")
@@ -37,8 +53,25 @@ def test_lm_eval_run_scores_and_records_as_the_lmms_eval_run(tmp_path: Path, cap
     assert block["pretrained"] == "visheads-tiny" and block["mask"]["heads"] == ["L2H1"]
     assert block["record"] == {"dir": str(tmp_path / "lm_rec"), "position": "last_prompt", "logit_lens": True}
 
-    assert runner.run(["--model", "llava_visheads", "--model_args", f"pretrained=visheads-tiny,{own},record={tmp_path / 'lmms_rec'}",
-                       "--tasks", TASK, "--limit", str(LIMIT), "--batch_size", "4", "--output_path", str(tmp_path / "lmms_out")]) == 0
+    assert (
+        runner.run(
+            [
+                "--model",
+                "llava_visheads",
+                "--model_args",
+                f"pretrained=visheads-tiny,{own},record={tmp_path / 'lmms_rec'}",
+                "--tasks",
+                TASK,
+                "--limit",
+                str(LIMIT),
+                "--batch_size",
+                "4",
+                "--output_path",
+                str(tmp_path / "lmms_out"),
+            ]
+        )
+        == 0
+    )
     (lmms_file,) = (tmp_path / "lmms_out").glob("*/*_results.json")
     lmms = json.loads(lmms_file.read_text())
     assert results["results"][TASK]["pointqa_acc,none"] == lmms["results"][TASK]["pointqa_acc,none"]
@@ -66,8 +99,20 @@ def test_lm_eval_run_scores_and_records_as_the_lmms_eval_run(tmp_path: Path, cap
     ],
 )
 def test_bad_model_args_stop_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str], own: str, message: str) -> None:
-    code, err = _visheads(capsys, "lm-eval", "--model", "llava_visheads", "--model_args", f"pretrained=visheads-tiny,{own}",
-                          "--tasks", TASK, "--limit", 2, "--output_path", tmp_path / "out")
+    code, err = _visheads(
+        capsys,
+        "lm-eval",
+        "--model",
+        "llava_visheads",
+        "--model_args",
+        f"pretrained=visheads-tiny,{own}",
+        "--tasks",
+        TASK,
+        "--limit",
+        2,
+        "--output_path",
+        tmp_path / "out",
+    )
     assert code == 2
     lines = [line for line in err.splitlines() if line.startswith("visheads: error:")]
     assert len(lines) == 1 and message in lines[0], err

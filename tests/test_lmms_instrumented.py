@@ -21,11 +21,26 @@ from visheads_eval.masking.means import load_means
 from visheads_eval.ranking import write_ranking
 from visheads_eval.records import load_records
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 
 def _evaluate(pretrained: Path, task_dir: Path, out: Path, **own: str) -> int:
     model_args = ",".join([f"pretrained={pretrained}", *(f"{k}={v}" for k, v in own.items())])
-    return runner.run(["--model", "llava_visheads", "--model_args", model_args, "--tasks", TASK_NAME,
-                       "--include_path", str(task_dir), "--output_path", str(out), "--log_samples"])
+    return runner.run(
+        [
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            model_args,
+            "--tasks",
+            TASK_NAME,
+            "--include_path",
+            str(task_dir),
+            "--output_path",
+            str(out),
+            "--log_samples",
+        ]
+    )
 
 
 def _results(out: Path) -> list[dict]:
@@ -50,7 +65,9 @@ def test_recorded_run_writes_records_that_match_a_direct_recording(
     model = AutoModelForImageTextToText.from_pretrained(pretrained).eval()
     processor = AutoProcessor.from_pretrained(pretrained)
     image = Image.open(doc["image_path"]).convert("RGB")
-    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True
+    )
     inputs = processor(images=[image], text=text, return_tensors="pt")
     image_positions = (inputs["input_ids"][0] == model.config.image_token_id).nonzero().squeeze(-1)
     region = torch.zeros_like(inputs["input_ids"], dtype=torch.bool)
@@ -64,11 +81,30 @@ def test_recorded_run_writes_records_that_match_a_direct_recording(
     assert list(records.meta["bbox"][row]) == doc["bbox"]
 
 
-def test_logit_lens_recorded_in_batches_matches_hidden_states_of_each_doc(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
+def test_logit_lens_recorded_in_batches_matches_hidden_states_of_each_doc(
+    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path
+) -> None:
     pretrained = tiny_models["llava_mistral"]
     model_args = f"pretrained={pretrained},record={tmp_path / 'rec'},logit_lens=true"
-    assert runner.run(["--model", "llava_visheads", "--model_args", model_args, "--tasks", TASK_NAME, "--batch_size", "4",
-                       "--include_path", str(count_task), "--output_path", str(tmp_path / "out")]) == 0
+    assert (
+        runner.run(
+            [
+                "--model",
+                "llava_visheads",
+                "--model_args",
+                model_args,
+                "--tasks",
+                TASK_NAME,
+                "--batch_size",
+                "4",
+                "--include_path",
+                str(count_task),
+                "--output_path",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     records = load_records(tmp_path / "rec")
     assert records.has_lens and records.run["logit_lens"] is True and len(records) == 6
     (result,) = _results(tmp_path / "out")
@@ -79,11 +115,21 @@ def test_logit_lens_recorded_in_batches_matches_hidden_states_of_each_doc(tiny_m
     n_layers = model.config.text_config.num_hidden_layers
     for doc_id in (0, 5):  # each alone here; in the run, each in a left-padded batch of four
         doc = json.loads((count_task / "docs.jsonl").read_text().splitlines()[doc_id])
-        text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True)
+        text = processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True
+        )
         inputs = processor(images=[Image.open(doc["image_path"]).convert("RGB")], text=text, return_tensors="pt")
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False, output_hidden_states=True,
-                                 output_logits=True, return_dict_in_generate=True, pad_token_id=processor.tokenizer.eos_token_id)
+            out = model.generate(
+                **inputs,
+                max_new_tokens=3,
+                min_new_tokens=3,
+                do_sample=False,
+                output_hidden_states=True,
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=processor.tokenizer.eos_token_id,
+            )
             hidden = out.hidden_states[1]  # position=answer: the first decoding step
             readings = [model.lm_head(model.model.language_model.norm(state[0, -1])) for state in hidden[:n_layers]]
             logps = torch.log_softmax(torch.stack([*readings, out.logits[1][0]]).double(), -1)  # (n_layers + 1, vocab)
@@ -106,20 +152,44 @@ def test_a_crashed_or_repeated_run_resumes_without_duplicates(tiny_models: dict[
     np.testing.assert_array_equal(again.stat("image_attn"), first.stat("image_attn"))
 
 
-def test_record_folder_of_another_run_is_refused_before_loading(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, capsys) -> None:
+def test_record_folder_of_another_run_is_refused_before_loading(
+    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, capsys
+) -> None:
     assert _evaluate(tiny_models["llava_llama"], count_task, tmp_path / "a", record=str(tmp_path / "rec")) == 0
     with pytest.raises(SystemExit) as stop:
-        runner.main(["--model", "llava_visheads", "--model_args",
-                     f"pretrained={tiny_models['llava_llama']},record={tmp_path / 'rec'},position=last_prompt",
-                     "--tasks", TASK_NAME, "--include_path", str(count_task)])
+        runner.main(
+            [
+                "--model",
+                "llava_visheads",
+                "--model_args",
+                f"pretrained={tiny_models['llava_llama']},record={tmp_path / 'rec'},position=last_prompt",
+                "--tasks",
+                TASK_NAME,
+                "--include_path",
+                str(count_task),
+            ]
+        )
     assert stop.value.code == 2
     assert "holds the records of a different run" in capsys.readouterr().err
 
 
 def _ranking(shape: HeadShape, model: str, path: Path) -> pd.DataFrame:
-    rows = [dict(model=model, layer=layer, head=head, name=str(Head(layer, head)), stage="", score=float((layer * 5 + head * 3) % 11),
-                 image_attn=0.0, region_attn=0.0, concentration=0.0, n_samples=1)
-            for layer in range(shape.n_layers) for head in range(shape.n_heads)]
+    rows = [
+        dict(
+            model=model,
+            layer=layer,
+            head=head,
+            name=str(Head(layer, head)),
+            stage="",
+            score=float((layer * 5 + head * 3) % 11),
+            image_attn=0.0,
+            region_attn=0.0,
+            concentration=0.0,
+            n_samples=1,
+        )
+        for layer in range(shape.n_layers)
+        for head in range(shape.n_heads)
+    ]
     table = pd.DataFrame(rows)
     table["rank"] = table["score"].rank(ascending=False, method="first").astype(int)
     write_ranking(table, path)
@@ -153,7 +223,9 @@ def test_head_means_then_a_mean_mask(deep_model: Path, count_task: Path, tmp_pat
     assert _evaluate(deep_model, count_task, tmp_path / "m", head_means=str(means_file)) == 0
     means = load_means(means_file, HeadShape(6, 8, 8, 16))
     assert len(means) == 48
-    (tmp_path / "specs" / "l1_mean.yaml").write_text("description: two heads of layer 1 at their mean\nheads: [L1H0, L1H5]\nmode: mean\nmeans: means.npz\n")
+    (tmp_path / "specs" / "l1_mean.yaml").write_text(
+        "description: two heads of layer 1 at their mean\nheads: [L1H0, L1H5]\nmode: mean\nmeans: means.npz\n"
+    )
     assert _evaluate(deep_model, count_task, tmp_path / "masked", mask="l1_mean", mask_dir=str(tmp_path / "specs")) == 0
     mask = _results(tmp_path / "masked")[0]["visheads"]["mask"]
     assert mask["mode"] == "mean" and mask["heads"] == ["L1H0", "L1H5"] and mask["means"] == str(means_file)
@@ -173,8 +245,18 @@ def test_head_means_then_a_mean_mask(deep_model: Path, count_task: Path, tmp_pat
 )
 def test_bad_instrumentation_args_fail_before_loading(deep_model: Path, count_task: Path, own: dict, message: str, capsys) -> None:
     with pytest.raises(SystemExit) as stop:
-        runner.main(["--model", "llava_visheads", "--model_args", ",".join([f"pretrained={deep_model}", *(f"{k}={v}" for k, v in own.items())]),
-                     "--tasks", TASK_NAME, "--include_path", str(count_task)])
+        runner.main(
+            [
+                "--model",
+                "llava_visheads",
+                "--model_args",
+                ",".join([f"pretrained={deep_model}", *(f"{k}={v}" for k, v in own.items())]),
+                "--tasks",
+                TASK_NAME,
+                "--include_path",
+                str(count_task),
+            ]
+        )
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
@@ -186,7 +268,9 @@ def _one_token_task(count_task: Path, tmp_path: Path) -> Path:
     task_dir.mkdir()
     (task_dir / "utils.py").write_text((count_task / "utils.py").read_text())
     yaml = (count_task / f"{TASK_NAME}.yaml").read_text()
-    (task_dir / "one_token.yaml").write_text(yaml.replace(f"task: {TASK_NAME}", "task: visheads_one_token").replace("max_new_tokens: 3", "max_new_tokens: 1"))
+    (task_dir / "one_token.yaml").write_text(
+        yaml.replace(f"task: {TASK_NAME}", "task: visheads_one_token").replace("max_new_tokens: 3", "max_new_tokens: 1")
+    )
     return task_dir
 
 
@@ -194,8 +278,20 @@ def test_answer_position_when_generation_stops_after_one_token(tiny_models: dict
     """With one new token there is no decoding step; the record comes from prompt + that token."""
     task_dir = _one_token_task(count_task, tmp_path)
     pretrained = tiny_models["llava_llama"]
-    code = runner.run(["--model", "llava_visheads", "--model_args", f"pretrained={pretrained},record={tmp_path / 'rec'}",
-                       "--tasks", "visheads_one_token", "--include_path", str(task_dir), "--output_path", str(tmp_path / "out")])
+    code = runner.run(
+        [
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            f"pretrained={pretrained},record={tmp_path / 'rec'}",
+            "--tasks",
+            "visheads_one_token",
+            "--include_path",
+            str(task_dir),
+            "--output_path",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     records = load_records(tmp_path / "rec")
     assert len(records) == 6
@@ -203,7 +299,9 @@ def test_answer_position_when_generation_stops_after_one_token(tiny_models: dict
     doc = json.loads((count_task / "docs.jsonl").read_text().splitlines()[0])
     model = AutoModelForImageTextToText.from_pretrained(pretrained, attn_implementation="eager").eval()
     processor = AutoProcessor.from_pretrained(pretrained)
-    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True
+    )
     inputs = processor(images=[Image.open(doc["image_path"]).convert("RGB")], text=text, return_tensors="pt")
     with torch.inference_mode():
         first = model.generate(**inputs, max_new_tokens=1, do_sample=False)
@@ -215,14 +313,31 @@ def test_answer_position_when_generation_stops_after_one_token(tiny_models: dict
     np.testing.assert_allclose(records.stat("image_attn")[row], expected, atol=1e-5)
 
 
-def test_head_means_count_each_position_once_when_recording_one_token_answers(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
+def test_head_means_count_each_position_once_when_recording_one_token_answers(
+    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path
+) -> None:
     """The recorder's fallback forward (prompt + the one answer token) must not add the prompt to the means again."""
     task_dir = _one_token_task(count_task, tmp_path)
     pretrained = tiny_models["llava_llama"]
     infos, means = [], []
     for own in (f"head_means={tmp_path / 'plain.npz'}", f"head_means={tmp_path / 'recorded.npz'},record={tmp_path / 'rec'}"):
-        assert runner.run(["--model", "llava_visheads", "--model_args", f"pretrained={pretrained},{own}", "--tasks", "visheads_one_token",
-                           "--include_path", str(task_dir), "--output_path", str(tmp_path / "out")]) == 0
+        assert (
+            runner.run(
+                [
+                    "--model",
+                    "llava_visheads",
+                    "--model_args",
+                    f"pretrained={pretrained},{own}",
+                    "--tasks",
+                    "visheads_one_token",
+                    "--include_path",
+                    str(task_dir),
+                    "--output_path",
+                    str(tmp_path / "out"),
+                ]
+            )
+            == 0
+        )
     for name in ("plain", "recorded"):
         with np.load(tmp_path / f"{name}.npz") as data:
             infos.append(json.loads(str(data["__info__"])))

@@ -26,6 +26,8 @@ from visheads_eval.errors import VisheadsError
 from visheads_eval.lmms import runner
 from visheads_eval.resources import tasks_dir
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 BIN = Path(sys.executable).parent
 LMMS_TASKS = Path(lmms_eval.tasks.__file__).parent
 UPSTREAM_YAML = {
@@ -74,8 +76,16 @@ def test_local_copy_prompts_generates_and_scores_as_lmms_eval_does(name: str) ->
 
 
 def test_qbench_fallback_guess_is_seeded_per_question() -> None:
-    doc = {"id": 17, "option0": "sharp", "option1": "blurry", "option2": "noisy", "option3": "N/A",
-           "question_concern": 0, "question_type": 1, "correct_choice": "B"}
+    doc = {
+        "id": 17,
+        "option0": "sharp",
+        "option1": "blurry",
+        "option2": "noisy",
+        "option3": "N/A",
+        "question_concern": 0,
+        "question_type": 1,
+        "correct_choice": "B",
+    }
     guesses = set()
     for seed in range(5):
         random.seed(seed)
@@ -123,7 +133,9 @@ def test_benchmark_command_writes_a_task_reading_the_given_files(tmp_path: Path,
 def test_unknown_benchmark_exits_2_with_a_suggestion(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(BIN / "visheads"), "data", "benchmark", "pop", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "t")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "visheads: error: unknown benchmark 'pop' (did you mean 'pope'?); known: mmbench, pope, seedbench, qbench"
@@ -201,15 +213,25 @@ def test_local_copies_run_through_lmms_eval_and_score_as_computed_here(tiny_mode
     done = subprocess.run(
         [
             str(BIN / "lmms_eval"),
-            "--model", "llava_visheads",
-            "--model_args", f"pretrained={tiny_models['llava_llama']}",
-            "--tasks", ",".join(names),
-            "--include_path", str(tasks),
-            "--gen_kwargs", "max_new_tokens=8",
-            "--output_path", str(out),
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            f"pretrained={tiny_models['llava_llama']}",
+            "--tasks",
+            ",".join(names),
+            "--include_path",
+            str(tasks),
+            "--gen_kwargs",
+            "max_new_tokens=8",
+            "--output_path",
+            str(out),
             "--log_samples",
         ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     # MMBench's aggregation also writes submissions/mmbench_en_dev_static_results.json

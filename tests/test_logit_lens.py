@@ -65,8 +65,13 @@ def _check_lens(directory: Path, position: str) -> None:
                 hidden, final_logits = out.hidden_states, out.logits[:, -1]
             else:
                 out = model.generate(
-                    **inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False,
-                    output_hidden_states=True, output_logits=True, return_dict_in_generate=True,
+                    **inputs,
+                    max_new_tokens=3,
+                    min_new_tokens=3,
+                    do_sample=False,
+                    output_hidden_states=True,
+                    output_logits=True,
+                    return_dict_in_generate=True,
                 )
                 hidden, final_logits = out.hidden_states[1], out.logits[1]  # the first decoding step
         assert len(hidden) == n_layers + 1
@@ -105,4 +110,4 @@ def test_lens_hooks_are_removed_and_change_nothing(tiny_models: dict[str, Path])
         recorder = HeadRecorder(model)
         with torch.inference_mode(), recorder:
             model(**inputs)
-        recorder.lens
+        _ = recorder.lens

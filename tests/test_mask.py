@@ -13,12 +13,12 @@ from torch import nn
 from transformers import AutoModelForImageTextToText
 
 from tests.tiny_models import ALL_FAMILIES
+from visheads_eval import HeadMask
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError
-from visheads_eval.processors import load_processor
 from visheads_eval.heads import Head, HeadShape, attention_modules
-from visheads_eval import HeadMask
 from visheads_eval.masking.means import HeadMeans, load_means, save_means
+from visheads_eval.processors import load_processor
 
 HEADS = [Head(0, 1), Head(1, 3), Head(2, 0)]
 
@@ -31,7 +31,9 @@ def _inputs(directory: Path, questions=("how many red circles are there in the i
     processor = load_processor(str(directory))
     processor.tokenizer.padding_side = "left"
     texts = [
-        processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True)
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True
+        )
         for q in questions
     ]
     images = [Image.new("RGB", (80, 50), (200, 30, 30)), Image.new("RGB", (40, 90), (30, 200, 30))][: len(questions)]

@@ -47,8 +47,19 @@ def hand_ranking(shape: HeadShape, path: Path) -> Path:
     rest = [Head(layer, head) for layer in reversed(range(shape.n_layers)) for head in reversed(range(shape.n_heads))]
     order = best + [head for head in rest if head not in best]
     rows = [
-        dict(model="m", layer=h.layer, head=h.head, name=str(h), stage=stage_of(h.layer, shape.n_layers),
-             score=float(len(order) - i), rank=i + 1, image_attn=0.5, region_attn=0.1, concentration=0.3, n_samples=8)
+        dict(
+            model="m",
+            layer=h.layer,
+            head=h.head,
+            name=str(h),
+            stage=stage_of(h.layer, shape.n_layers),
+            score=float(len(order) - i),
+            rank=i + 1,
+            image_attn=0.5,
+            region_attn=0.1,
+            concentration=0.3,
+            n_samples=8,
+        )
         for i, h in enumerate(order)
     ]
     table = pd.DataFrame(rows).sample(frac=1.0, random_state=1)  # rows out of rank order on disk
@@ -95,8 +106,9 @@ def layer_major(layers: range, n_heads: int) -> list[str]:
         (40, "late", 20, {"L27H5"} | {f"L39H{h}" for h in range(21, 40)}),
     ],
 )
-def test_top_heads_are_the_best_ranked_of_the_stage(tmp_path: Path, rankings: dict[int, Path], n: int, stage: str,
-                                                     k: int, expected: set[str]) -> None:
+def test_top_heads_are_the_best_ranked_of_the_stage(
+    tmp_path: Path, rankings: dict[int, Path], n: int, stage: str, k: int, expected: set[str]
+) -> None:
     spec = write_spec(tmp_path / "specs", "t", f"select: {{stage: {stage}, order: top, k: {k}}}\n")
     resolved = resolve_mask(spec, shape=S32 if n == 32 else S40, ranking=rankings[n])
     assert names(resolved.heads) == expected
@@ -219,8 +231,11 @@ def test_every_shipped_spec_resolves_on_7b_and_13b_shapes(rankings: dict[int, Pa
 
 def test_shipped_counts_too_large_for_a_small_model_are_reported() -> None:
     small = HeadShape(n_layers=6, n_heads=8, n_kv_heads=8, head_dim=8)
-    with pytest.raises(VisheadsError, match=r"mask 'early_random20' .*select.k = 20 is more than the 16 heads of the "
-                                            r"early stage \(layers 0-1 x 8 heads\)"):
+    with pytest.raises(
+        VisheadsError,
+        match=r"mask 'early_random20' .*select.k = 20 is more than the 16 heads of the "
+        r"early stage \(layers 0-1 x 8 heads\)",
+    ):
         resolve_mask("early_random20", small)
     assert len(resolve_mask("late_random10", small).heads) == 10
 
@@ -241,8 +256,7 @@ def test_explicit_heads_in_a_spec_file(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, "mine", "description: two heads\nheads: [L2H5, L10H3, L0H39]\nmode: uniform\n")
     resolved = resolve_mask(spec, S40)
     assert names(resolved.heads) == {"L2H5", "L10H3", "L0H39"} and resolved.mode == "uniform"
-    assert resolved.name == "mine" and resolved.spec == {"description": "two heads", "heads": ["L0H39", "L2H5", "L10H3"],
-                                                        "mode": "uniform"}
+    assert resolved.name == "mine" and resolved.spec == {"description": "two heads", "heads": ["L0H39", "L2H5", "L10H3"], "mode": "uniform"}
 
 
 # --- mask_dir -----------------------------------------------------------------------------------------
@@ -337,8 +351,11 @@ def test_missing_or_mismatched_ranking(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("VISHEADS_HOME", str(tmp_path / "home"))
     model = "llava-hf/llava-1.5-7b-hf"
     expected = tmp_path / "home" / "rankings" / "llava-hf__llava-1.5-7b-hf.csv"
-    with pytest.raises(VisheadsError, match=rf"default ranking {re.escape(str(expected))} does not exist; make it with "
-                                            rf"`visheads rank \.\.\. --out {re.escape(str(expected))}` or pass ranking=FILE"):
+    with pytest.raises(
+        VisheadsError,
+        match=rf"default ranking {re.escape(str(expected))} does not exist; make it with "
+        rf"`visheads rank \.\.\. --out {re.escape(str(expected))}` or pass ranking=FILE",
+    ):
         resolve_mask("early_top20", S32, model=model)
     with pytest.raises(VisheadsError, match="needs a ranking of the model's heads; pass ranking=FILE"):
         resolve_mask("early_others20", S32)
@@ -398,14 +415,17 @@ def test_cli_lists_and_validates_the_specs(tmp_path: Path, capsys: pytest.Captur
     write_spec(folder, "broken", "select: {stage: early, order: top, k: 20}\nmdoe: zero\n")
     code, out, err = run_cli(["--mask-dir", str(folder)], capsys)
     assert code == 2
-    expected = (f"visheads: error: mask spec {folder / 'broken.yaml'}: unknown key 'mdoe' (did you mean 'mode'?); "
-                "keys are description, select, heads, seed, mode, means")
+    expected = (
+        f"visheads: error: mask spec {folder / 'broken.yaml'}: unknown key 'mdoe' (did you mean 'mode'?); "
+        "keys are description, select, heads, seed, mode, means"
+    )
     assert err.strip().splitlines() == [expected]
     assert "probe" in out  # the valid specs are still listed
 
 
-def test_cli_resolves_specs_for_a_config_without_weights(tmp_path: Path, rankings: dict[int, Path],
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_resolves_specs_for_a_config_without_weights(
+    tmp_path: Path, rankings: dict[int, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     model_dir = tmp_path / "model"
     LlavaConfig(text_config=LlamaConfig(num_hidden_layers=32, num_attention_heads=32, hidden_size=256)).save_pretrained(model_dir)
     assert sorted(p.name for p in model_dir.iterdir()) == ["config.json"]
@@ -435,8 +455,23 @@ def test_cli_exits_2_with_one_line_per_invalid_spec(capsys: pytest.CaptureFixtur
 
 def test_visheads_masks_console_script(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([str(Path(sys.executable).parent / "visheads"), "masks", "early_top20", "--layers", "3", "--heads", "4",
-                           "--ranking", str(tmp_path / "r.csv")], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "visheads"),
+            "masks",
+            "early_top20",
+            "--layers",
+            "3",
+            "--heads",
+            "4",
+            "--ranking",
+            str(tmp_path / "r.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "ranking file" in done.stderr and "does not exist" in done.stderr

@@ -33,8 +33,11 @@ def test_model_that_is_not_a_vision_language_family(tmp_path: Path) -> None:
 
 
 def test_llava_visheads_points_other_families_to_visheads(tiny_models: dict[str, Path]) -> None:
-    with pytest.raises(VisheadsError, match=r"is a 'qwen2_5_vl' model \(Qwen2.5-VL\); llava_visheads takes llava, llava_next, "
-                       r"vipllava, llava_onevision: run it with --model visheads"):
+    with pytest.raises(
+        VisheadsError,
+        match=r"is a 'qwen2_5_vl' model \(Qwen2.5-VL\); llava_visheads takes llava, llava_next, "
+        r"vipllava, llava_onevision: run it with --model visheads",
+    ):
         check_model_args({"pretrained": str(tiny_models["qwen2_5_vl"])})
 
 

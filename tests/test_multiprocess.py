@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from visheads_eval.records import load_records
+
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
 
 BIN = Path(sys.executable).parent
 TASK = "pointqa_visual_general"
@@ -25,11 +28,40 @@ def _free_port() -> int:
 
 
 def _lmms_eval(out: Path, processes: int) -> None:
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr", "127.0.0.1",
-                 "--master_port", str(_free_port())] if processes > 1 else [])
-    command = [*launcher, str(BIN / "lmms_eval"), "--model", "llava_visheads",
-               "--model_args", f"pretrained=visheads-tiny,record={out / 'rec'},mask=L2H0+L3H1", "--tasks", TASK, "--limit", "20",
-               "--batch_size", "4", "--output_path", str(out / "out"), "--log_samples", "--verbosity", "WARNING"]
+    launcher = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(processes),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+        ]
+        if processes > 1
+        else []
+    )
+    command = [
+        *launcher,
+        str(BIN / "lmms_eval"),
+        "--model",
+        "llava_visheads",
+        "--model_args",
+        f"pretrained=visheads-tiny,record={out / 'rec'},mask=L2H0+L3H1",
+        "--tasks",
+        TASK,
+        "--limit",
+        "20",
+        "--batch_size",
+        "4",
+        "--output_path",
+        str(out / "out"),
+        "--log_samples",
+        "--verbosity",
+        "WARNING",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -54,6 +86,8 @@ def test_two_processes_merge_into_the_records_and_results_of_one(tmp_path: Path)
     first, merged = json.loads(first.read_text()), json.loads(merged.read_text())
     assert merged["results"][TASK]["pointqa_acc,none"] == first["results"][TASK]["pointqa_acc,none"]
     assert merged["visheads"]["mask"]["heads"] == first["visheads"]["mask"]["heads"] == ["L2H0", "L3H1"]
-    samples = [sorted((s["doc_id"], s["filtered_resps"]) for s in map(json.loads, path.read_text().splitlines()))
-               for path in (next((tmp_path / run / "out").glob("*/*_samples_*.jsonl")) for run in ("one", "two"))]
+    samples = [
+        sorted((s["doc_id"], s["filtered_resps"]) for s in map(json.loads, path.read_text().splitlines()))
+        for path in (next((tmp_path / run / "out").glob("*/*_samples_*.jsonl")) for run in ("one", "two"))
+    ]
     assert samples[0] == samples[1] and len(samples[0]) == 20

@@ -10,6 +10,7 @@ from lmms_eval.evaluator import simple_evaluate
 from lmms_eval.tasks import TaskManager
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from tools.organism.evaluate import SETTINGS, accuracy_by_setting, generate_answers, pointqa_head_maps, setting_name
 from visheads_eval.analysis.ranking_table import ranking_table
 from visheads_eval.data import synth
 from visheads_eval.data.pointqa_task import METRIC
@@ -18,7 +19,6 @@ from visheads_eval.masking.ablation import HeadMask
 from visheads_eval.masking.schema import Selection
 from visheads_eval.masking.select import select_heads
 from visheads_eval.organism import SHIPPED_DIR, weights_dir
-from tools.organism.evaluate import SETTINGS, accuracy_by_setting, generate_answers, pointqa_head_maps, setting_name
 from visheads_eval.resources import tasks_dir
 
 TEST_SPLIT = tasks_dir() / "pointqa" / "data" / "test.parquet"
@@ -51,6 +51,7 @@ def test_shipped_folder_is_a_small_llava_with_its_training_record() -> None:
     assert sum(1 for _ in (folder / "train_log.jsonl").open()) > 10
 
 
+@pytest.mark.slow
 def test_accuracy_on_the_shipped_test_split(organism, test_docs: list[dict]) -> None:
     model, processor = organism
     accuracy = accuracy_by_setting(model, processor, test_docs)
@@ -58,6 +59,7 @@ def test_accuracy_on_the_shipped_test_split(organism, test_docs: list[dict]) -> 
     assert accuracy["mean"] >= MIN_MEAN_ACCURACY, accuracy
 
 
+@pytest.mark.slow
 def test_loads_by_name_through_lmms_eval_and_answers_alike(organism, test_docs: list[dict]) -> None:
     """lmms-eval's own evaluator, with llava_visheads loading ``visheads-tiny``, gives the answers computed here."""
     limit = 14
@@ -103,6 +105,7 @@ def test_masking_the_designed_heads_breaks_counting(organism, test_docs: list[di
     assert masked["mean"] < 0.5, masked
 
 
+@pytest.mark.slow
 def test_masking_the_top_tenth_by_score_costs_three_times_k_random_heads(organism, test_docs: list[dict]) -> None:
     """The organism has visual heads, found by the project's own pipeline.
 

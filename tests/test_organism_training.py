@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from visheads_eval.data import synth
 from tools.organism.__main__ import main
 from tools.organism.batches import PATCH_ATTRIBUTES_INDEX, sample_batch
 from tools.organism.model import Architecture, build_processor
 from tools.organism.runs import install_run, train_run
 from tools.organism.train import TrainConfig, attention_targets
+from visheads_eval.data import synth
 
 TINY = TrainConfig(
     architecture=Architecture(vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=3, text_heads=4, text_intermediate=64),
@@ -62,7 +62,13 @@ def test_run_folder_records_config_seed_log_and_times(runs: dict[str, Path]) -> 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["seed"] == 1 and summary["train_wall_s"] > 0 and summary["train_cpu_s"] > 0
     assert set(summary["heldout"]["accuracy"]) == {
-        "plain_general", "plain_object", "plain_super", "visual_general", "visual_object", "visual_super", "mean",
+        "plain_general",
+        "plain_object",
+        "plain_super",
+        "visual_general",
+        "visual_object",
+        "visual_super",
+        "mean",
     }
     assert not list(run.parent.glob(".*partial")), "no partial folder is left behind"
 
@@ -78,7 +84,9 @@ def test_an_existing_folder_is_not_overwritten(runs: dict[str, Path], capsys: py
 def test_install_copies_the_run_and_refuses_an_unfinished_one(runs: dict[str, Path], tmp_path: Path) -> None:
     target = install_run(runs["a"], tmp_path / "weights")
     assert (target / "model.safetensors").read_bytes() == (runs["a"] / "model" / "model.safetensors").read_bytes()
-    assert {"config.json", "tokenizer.json", "processor_config.json", "train_config.json", "summary.json"} <= {p.name for p in target.iterdir()}
+    assert {"config.json", "tokenizer.json", "processor_config.json", "train_config.json", "summary.json"} <= {
+        p.name for p in target.iterdir()
+    }
     (tmp_path / "half").mkdir()
     with pytest.raises(ValueError, match="not a finished organism training run"):
         install_run(tmp_path / "half", tmp_path / "weights")
@@ -101,7 +109,10 @@ def test_install_goes_to_the_user_cache_and_visheads_tiny_loads_it(
     assert str(installed) in capsys.readouterr().out
     assert (installed / "model.safetensors").read_bytes() == (runs["c"] / "model" / "model.safetensors").read_bytes()
     assert Path(resolve_pretrained("visheads-tiny")) == installed
-    assert check_organism().line() == f"note    visheads-tiny: a re-trained organism installed in {installed} (delete it to use the shipped one)"
+    assert (
+        check_organism().line()
+        == f"note    visheads-tiny: a re-trained organism installed in {installed} (delete it to use the shipped one)"
+    )
     assert {p.name: p.read_bytes() for p in SHIPPED_DIR.iterdir()} == shipped_before, "the package is left alone"
     assert sorted(p.name for p in SHIPPED_DIR.parent.iterdir()) == package_before, "nothing staged beside the shipped weights"
 

@@ -67,6 +67,7 @@ def test_wheel_is_the_tool_without_training_code_or_test_fixtures(wheel: Path) -
     assert "train_log.jsonl" not in weights
 
 
+@pytest.mark.slow
 def test_every_module_of_the_wheel_imports_from_the_wheel_alone(wheel: Path, tmp_path: Path) -> None:
     """Runtime code needs nothing from the checkout (tools/, tests/): each module imports from the unpacked
     wheel, with the checkout off the path, and the organism's config loads from it."""
@@ -89,5 +90,7 @@ assert not loaded, loaded
 print("ok")
 """
     env = {**os.environ, "VISHEADS_CACHE": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "site"), str(REPO)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "site"), str(REPO)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

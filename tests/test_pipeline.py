@@ -28,8 +28,24 @@ def _visheads(*argv: str) -> None:
 def test_record_rank_mask_leaderboard(deep_model: Path, count_task: Path, tmp_path: Path) -> None:
     def evaluate(out: str, **own: str) -> dict:
         model_args = ",".join([f"pretrained={deep_model}", *(f"{k}={v}" for k, v in own.items())])
-        assert runner.run(["--model", "llava_visheads", "--model_args", model_args, "--tasks", TASK_NAME,
-                           "--include_path", str(count_task), "--output_path", str(tmp_path / out), "--log_samples"]) == 0
+        assert (
+            runner.run(
+                [
+                    "--model",
+                    "llava_visheads",
+                    "--model_args",
+                    model_args,
+                    "--tasks",
+                    TASK_NAME,
+                    "--include_path",
+                    str(count_task),
+                    "--output_path",
+                    str(tmp_path / out),
+                    "--log_samples",
+                ]
+            )
+            == 0
+        )
         (results,) = (tmp_path / out).glob("*/*_results.json")
         return json.loads(results.read_text())
 
@@ -45,8 +61,8 @@ def test_record_rank_mask_leaderboard(deep_model: Path, count_task: Path, tmp_pa
     func = 1 / (layer + 1) + np.exp(-0.1 * layer)
     score = (records.stat("image_attn") * (1 + records.stat("concentration") * func)).mean(0)  # (layer, head)
     by_head = ranking.set_index(["layer", "head"])["score"]
-    for (l, h), value in by_head.items():
-        assert math.isclose(value, score[l, h], rel_tol=1e-5, abs_tol=1e-7)
+    for (layer, head), value in by_head.items():
+        assert math.isclose(value, score[layer, head], rel_tol=1e-5, abs_tol=1e-7)
     best = np.unravel_index(np.argmax(score), score.shape)
     assert tuple(ranking.iloc[0][["layer", "head"]]) == best
 

@@ -127,7 +127,9 @@ def test_split_images_keep_one_split(tmp_path: Path) -> None:
     _visual_genome(tmp_path / "vg")
     source = _looktwice_file(tmp_path / "looktwiceqa_dataset.json")
     (tmp_path / "looktwiceqa_test_imgs.json").write_text(json.dumps(["61558", "31"]))
-    summary = convert_pointqa(source, tmp_path / "vg", tmp_path / "out", split_images=tmp_path / "looktwiceqa_test_imgs.json", progress=False)
+    summary = convert_pointqa(
+        source, tmp_path / "vg", tmp_path / "out", split_images=tmp_path / "looktwiceqa_test_imgs.json", progress=False
+    )
     assert [d["id"] for d in _read(tmp_path / "out")] == ["61558-0"]
     assert (summary.entries, summary.converted, [s[0] for s in summary.skipped]) == (2, 1, ["31-0"])
 
@@ -135,20 +137,51 @@ def test_split_images_keep_one_split(tmp_path: Path) -> None:
 def test_vip_layout_boxes_are_corners_and_images_are_found_by_name(tmp_path: Path) -> None:
     originals = _visual_genome(tmp_path / "vg")
     entries = [
-        {"id": "pointQA_twice-test-0", "image": "vg/VG_100K_2/2414753.jpg", "bboxes": [[72, 61, 100, 80]], "answer": "3",
-         "general_question": "How many of these are there?", "obj_question": "How many clocks are there?",
-         "super_question": "How many of these devices are there?"},
-        {"id": "pointQA_twice-test-1", "image": "VG_100K/150444.jpg", "bboxes": [[1, 2, 30, 40], [5, 5, 9, 9]], "answer": "2",
-         "general_question": "How many of these are there?", "obj_question": "How many cats are there?",
-         "super_question": "How many of these animals are there?"},
-        {"id": "pointQA_twice-test-2", "image": "VG_100K/150444.jpg", "bboxes": [[30, 40, 1, 2]], "answer": "2",
-         "general_question": "x", "obj_question": "y", "super_question": "z"},
-        {"id": "pointQA_twice-test-0", "image": "VG_100K/61558.jpg", "bboxes": [[1, 1, 9, 9]], "answer": "1",
-         "general_question": "How many of these are there?", "obj_question": "How many people are in the picture?",
-         "super_question": "How many beings are there?"},
-        {"id": "pointQA_twice-test-3", "image": "VG_100K/61558.jpg", "bboxes": [[1, 1, 9, 9]], "answer": "1",
-         "general_question": "How many of these are there?", "obj_question": "How many people are in the picture?",
-         "super_question": "How many beings are there?"},
+        {
+            "id": "pointQA_twice-test-0",
+            "image": "vg/VG_100K_2/2414753.jpg",
+            "bboxes": [[72, 61, 100, 80]],
+            "answer": "3",
+            "general_question": "How many of these are there?",
+            "obj_question": "How many clocks are there?",
+            "super_question": "How many of these devices are there?",
+        },
+        {
+            "id": "pointQA_twice-test-1",
+            "image": "VG_100K/150444.jpg",
+            "bboxes": [[1, 2, 30, 40], [5, 5, 9, 9]],
+            "answer": "2",
+            "general_question": "How many of these are there?",
+            "obj_question": "How many cats are there?",
+            "super_question": "How many of these animals are there?",
+        },
+        {
+            "id": "pointQA_twice-test-2",
+            "image": "VG_100K/150444.jpg",
+            "bboxes": [[30, 40, 1, 2]],
+            "answer": "2",
+            "general_question": "x",
+            "obj_question": "y",
+            "super_question": "z",
+        },
+        {
+            "id": "pointQA_twice-test-0",
+            "image": "VG_100K/61558.jpg",
+            "bboxes": [[1, 1, 9, 9]],
+            "answer": "1",
+            "general_question": "How many of these are there?",
+            "obj_question": "How many people are in the picture?",
+            "super_question": "How many beings are there?",
+        },
+        {
+            "id": "pointQA_twice-test-3",
+            "image": "VG_100K/61558.jpg",
+            "bboxes": [[1, 1, 9, 9]],
+            "answer": "1",
+            "general_question": "How many of these are there?",
+            "obj_question": "How many people are in the picture?",
+            "super_question": "How many beings are there?",
+        },
     ]
     (tmp_path / "pointQA_twice_test.json").write_text(json.dumps(entries))
     summary = convert_pointqa(tmp_path / "pointQA_twice_test.json", tmp_path / "vg", tmp_path / "out", progress=False)
@@ -172,8 +205,20 @@ def test_strict_stops_at_the_first_problem_and_writes_nothing(tmp_path: Path) ->
     _visual_genome(tmp_path / "vg")
     source = _looktwice_file(tmp_path / "looktwiceqa_dataset.json")
     done = subprocess.run(
-        [str(BIN / "visheads"), "data", "pointqa", str(source), "--images", str(tmp_path / "vg"), "--out", str(tmp_path / "out"), "--strict"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "visheads"),
+            "data",
+            "pointqa",
+            str(source),
+            "--images",
+            str(tmp_path / "vg"),
+            "--out",
+            str(tmp_path / "out"),
+            "--strict",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
@@ -188,7 +233,9 @@ def test_command_prints_the_summary_and_the_folder_runs_as_the_pointqa_tasks(tmp
     out = tmp_path / "pointqa_vg"
     done = subprocess.run(
         [str(BIN / "visheads"), "data", "pointqa", str(source), "--images", str(tmp_path / "vg"), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == [
@@ -263,7 +310,9 @@ def test_unknown_layout_and_split_images_with_vip_are_refused(tmp_path: Path) ->
         convert_pointqa(tmp_path / "source.json", tmp_path / "vg", tmp_path / "out", layout="looktwise", progress=False)
     (tmp_path / "split.json").write_text("[]")
     with pytest.raises(VisheadsError, match="--split-images applies to the looktwice layout"):
-        convert_pointqa(tmp_path / "source.json", tmp_path / "vg", tmp_path / "out", layout="vip", split_images=tmp_path / "split.json", progress=False)
+        convert_pointqa(
+            tmp_path / "source.json", tmp_path / "vg", tmp_path / "out", layout="vip", split_images=tmp_path / "split.json", progress=False
+        )
     with pytest.raises(VisheadsError, match="image folder .* does not exist"):
         convert_pointqa(tmp_path / "source.json", tmp_path / "nowhere", tmp_path / "out", progress=False)
 
@@ -288,7 +337,9 @@ def test_paper_preset_tasks_and_a_folder_others_can_read(tmp_path: Path) -> None
     out = tmp_path / "pointqa_vg"
     done = subprocess.run(
         [str(BIN / "visheads"), "data", "pointqa", str(source), "--images", str(tmp_path / "vg"), "--out", str(out), "--preset", "paper"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     umask = os.umask(0)

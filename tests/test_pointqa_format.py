@@ -80,8 +80,10 @@ def test_visheads_preset_draws_an_opaque_3_pixel_box_inside_the_last_pixel() -> 
 def test_paper_preset_words_the_prompts_as_vip_llava_does() -> None:
     paper = PRESETS["paper"]
     assert question_text(DOC, "general", "visual", paper) == (
-        "How many of these are there? The exemplary object is within the rectangle.\n"
-        "Answer the question using a single word or phrase."
+        "How many of these are there? The exemplary object is within the rectangle.\nAnswer the question using a single word or phrase."
     )
-    assert question_text(DOC, "object", "plain", paper) == "How many red circles are there?\nAnswer the question using a single word or phrase."
+    assert (
+        question_text(DOC, "object", "plain", paper)
+        == "How many red circles are there?\nAnswer the question using a single word or phrase."
+    )
     assert question_text(DOC, "super", "visual") == "How many of these circles are there?\nAnswer with a single number."

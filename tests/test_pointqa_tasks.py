@@ -113,7 +113,10 @@ def _first_count(answer: str) -> int | None:
     return int(match.group()) if match else None
 
 
-def test_all_six_tasks_run_through_lmms_eval_on_a_task_folder_and_record_their_regions(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_all_six_tasks_run_through_lmms_eval_on_a_task_folder_and_record_their_regions(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
     folder = tmp_path / "tasks" / "pointqa"
     folder.mkdir(parents=True)
     copy_pointqa_tasks(folder)
@@ -125,14 +128,23 @@ def test_all_six_tasks_run_through_lmms_eval_on_a_task_folder_and_record_their_r
     done = subprocess.run(
         [
             str(BIN / "lmms_eval"),
-            "--model", "llava_visheads",
-            "--model_args", f"pretrained={tiny_models['llava_llama']},record={tmp_path / 'records'}",
-            "--tasks", "pointqa",
-            "--include_path", str(folder),
-            "--output_path", str(out),
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            f"pretrained={tiny_models['llava_llama']},record={tmp_path / 'records'}",
+            "--tasks",
+            "pointqa",
+            "--include_path",
+            str(folder),
+            "--output_path",
+            str(out),
             "--log_samples",
         ],
-        cwd=out.parent, env=env, capture_output=True, text=True, timeout=600,
+        cwd=out.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (results_file,) = out.glob("*/*_results.json")
@@ -179,4 +191,3 @@ def test_a_task_folder_without_its_data_fails_before_loading_a_model(tiny_models
         f"task 'pointqa_plain_general' has no data: {tmp_path / POINTQA_DATA} does not exist; "
         "convert PointQA with `visheads data pointqa ... --out DIR` (or generate it) and pass --include_path DIR"
     )
-

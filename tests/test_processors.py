@@ -18,8 +18,9 @@ WITH_VIDEO = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "internvl
 def test_this_machine_is_the_case_the_workaround_is_for(tiny_models: dict[str, Path]) -> None:
     """Without torchvision, transformers' own AutoProcessor cannot load a Qwen-VL processor (issue 48558 upstream)."""
     with pytest.raises(AttributeError, match="_extra_content"):
-        transformers.Qwen2_5_VLProcessor(image_processor=transformers.Qwen2VLImageProcessorPil(),
-                                         tokenizer=load_processor(str(tiny_models["qwen2_5_vl"])).tokenizer)
+        transformers.Qwen2_5_VLProcessor(
+            image_processor=transformers.Qwen2VLImageProcessorPil(), tokenizer=load_processor(str(tiny_models["qwen2_5_vl"])).tokenizer
+        )
     assert not video_processors_available()
 
 
@@ -29,8 +30,9 @@ def test_every_family_loads_its_own_processor_class(tiny_models: dict[str, Path]
     stock = transformers.models.auto.processing_auto.processor_class_from_name(type(processor).__name__)
     assert isinstance(processor, stock), "the images-only class is the family's own processor class, named as it"
     assert hasattr(stock, "get_attributes") and ("video_processor" in stock.get_attributes()) == (family in WITH_VIDEO)
-    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how many"}]}],
-                                         add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how many"}]}], add_generation_prompt=True, tokenize=False
+    )
     out = processor(images=[[Image.new("RGB", (64, 40))]], text=[text], return_tensors="pt")
     assert out["input_ids"].shape[0] == 1 and "pixel_values" in out
 

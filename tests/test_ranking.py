@@ -19,8 +19,20 @@ def _table(n_layers: int = 3, n_heads: int = 2) -> pd.DataFrame:
     for layer in range(n_layers):
         for head in range(n_heads):
             score = (layer * 7 + head * 3) % 5 + head / 10
-            rows.append(dict(model="m", layer=layer, head=head, name=f"L{layer}H{head}", stage="early", score=score,
-                             image_attn=0.5, region_attn=0.1, concentration=0.2, n_samples=4))
+            rows.append(
+                dict(
+                    model="m",
+                    layer=layer,
+                    head=head,
+                    name=f"L{layer}H{head}",
+                    stage="early",
+                    score=score,
+                    image_attn=0.5,
+                    region_attn=0.1,
+                    concentration=0.2,
+                    n_samples=4,
+                )
+            )
     table = pd.DataFrame(rows)
     table["rank"] = table["score"].rank(ascending=False, method="first").astype(int)
     return table

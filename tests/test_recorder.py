@@ -32,7 +32,9 @@ def _inputs(directory: Path) -> dict:
     processor = load_processor(str(directory))
     processor.tokenizer.padding_side = "left"
     texts = [
-        processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True)
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True
+        )
         for q in QUESTIONS
     ]
     images = [Image.new("RGB", size, colour) for size, colour in IMAGES]
@@ -108,7 +110,9 @@ def test_records_under_sdpa_and_leaves_the_model_as_it_was(tiny_models: dict[str
         before = model(**inputs).logits
     calls = []
     sdpa = sdpa_attention.torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(sdpa_attention.torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    monkeypatch.setattr(
+        sdpa_attention.torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k)
+    )
     with torch.inference_mode(), HeadRecorder(model) as recorder:
         during = model(**inputs).logits
     assert len(calls) >= model.config.text_config.num_hidden_layers, "the model's own SDPA kernel must run"
@@ -131,7 +135,7 @@ def test_answer_position_without_a_decoding_step_is_reported(tiny_models: dict[s
         model(**_inputs(tiny_models["llava_llama"]))
     assert not recorder.complete
     with pytest.raises(VisheadsError, match=r"position='answer' needs model.generate\(..., max_new_tokens>=2\)"):
-        recorder.stats
+        _ = recorder.stats
 
 
 def test_bad_inputs(tiny_models: dict[str, Path]) -> None:
@@ -148,7 +152,9 @@ def test_bad_inputs(tiny_models: dict[str, Path]) -> None:
         model(**right_padded)
 
 
-def test_a_failed_enter_leaves_no_hook_and_a_recorder_cannot_be_entered_twice(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_enter_leaves_no_hook_and_a_recorder_cannot_be_entered_twice(
+    tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from visheads_eval.capture import recorder as recorder_module
 
     model = _load(tiny_models["llava_llama"], "sdpa")

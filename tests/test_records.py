@@ -14,11 +14,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.synthetic_records import write_synthetic_records
 from visheads_eval.errors import VisheadsError
 from visheads_eval.records import STATISTICS, RecordKey, RecordWriter, load_records
 from visheads_eval.records import reader as reader_module
 from visheads_eval.records import writer as writer_module
-from tests.synthetic_records import write_synthetic_records
 
 L, H = 3, 4
 RUN = {"model": "tiny/llava", "model_args": "pretrained=tiny/llava", "position": "last_prompt", "mask": None, "seeds": {"mask": 0}}
@@ -41,8 +41,14 @@ def _stats(rng: np.random.Generator, region: bool = True) -> dict[str, np.ndarra
 def _add(writer: RecordWriter, key: RecordKey, stats: dict[str, np.ndarray], answer: str = "3") -> None:
     region = "region_attn" in stats
     writer.add(
-        key, stats, n_keys=40, n_image_tokens=10, n_region_tokens=2 if region else 0,
-        bbox=[1.5, 2.0, 30.0, 40.25] if region else None, image_size=(640, 480) if region else None, answer=answer,
+        key,
+        stats,
+        n_keys=40,
+        n_image_tokens=10,
+        n_region_tokens=2 if region else 0,
+        bbox=[1.5, 2.0, 30.0, 40.25] if region else None,
+        image_size=(640, 480) if region else None,
+        answer=answer,
     )
 
 
@@ -71,7 +77,9 @@ def test_round_trip_is_bit_exact_and_aligned_with_meta(tmp_path: Path) -> None:
     records = load_records(tmp_path)
 
     expected_order = sorted(keys, key=lambda k: (k.task, k.split, k.doc_id))
-    assert list(zip(records.meta["task"], records.meta["split"], records.meta["doc_id"])) == [(k.task, k.split, k.doc_id) for k in expected_order]
+    assert list(zip(records.meta["task"], records.meta["split"], records.meta["doc_id"], strict=False)) == [
+        (k.task, k.split, k.doc_id) for k in expected_order
+    ]
     assert records.tasks == ["pointqa_visual_general", "pope"]
     assert records.run["model"] == "tiny/llava" and records.run["seeds"] == {"mask": 0}
     assert (records.n_layers, records.n_heads) == (L, H)
@@ -135,7 +143,11 @@ def test_resume_after_a_crash_has_every_key_once(tmp_path: Path) -> None:
                 _add(writer, key, _stats(rng))
                 added.append(key)
     assert added == keys[12:]
-    assert sorted(p.name for p in (tmp_path / "shards").iterdir())[-3:] == ["rank0-00003.parquet", "rank0-00004.parquet", "rank0-00005.parquet"]
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir())[-3:] == [
+        "rank0-00003.parquet",
+        "rank0-00004.parquet",
+        "rank0-00005.parquet",
+    ]
 
     records = load_records(tmp_path)
     assert list(records.meta["doc_id"]) == list(range(23)) and len(records.duplicates) == 0
@@ -152,7 +164,14 @@ def test_ranks_write_their_own_shards_and_load_merges_them(tmp_path: Path) -> No
     for writer in writers:
         writer.close()
     names = sorted(p.name for p in (tmp_path / "shards").iterdir())
-    assert names == ["rank0-00000.parquet", "rank0-00001.parquet", "rank1-00000.parquet", "rank1-00001.parquet", "rank2-00000.parquet", "rank2-00001.parquet"]
+    assert names == [
+        "rank0-00000.parquet",
+        "rank0-00001.parquet",
+        "rank1-00000.parquet",
+        "rank1-00001.parquet",
+        "rank2-00000.parquet",
+        "rank2-00001.parquet",
+    ]
     records = load_records(tmp_path)
     assert list(records.meta["doc_id"]) == list(range(10))
     np.testing.assert_array_equal(records.stat("region_attn"), np.stack([values[key]["region_attn"] for key in keys]))
@@ -213,7 +232,10 @@ def test_duplicates_keep_the_earliest_written_copy_and_are_reported(tmp_path: Pa
         _add(writer, RecordKey("t", "test", 0), late, answer="4")
         _add(writer, RecordKey("t", "test", 1), same, answer="5")
         _add(writer, RecordKey("t", "test", 2), late, answer="1")
-    with pytest.warns(UserWarning, match="dropped 2 extra copies of samples recorded more than once, keeping the earliest shard's copy \\(1 differ in answer"):
+    with pytest.warns(
+        UserWarning,
+        match="dropped 2 extra copies of samples recorded more than once, keeping the earliest shard's copy \\(1 differ in answer",
+    ):
         records = load_records(tmp_path)
     assert list(records.meta["doc_id"]) == [0, 1, 2]
     assert list(records.meta["answer"]) == ["2", "5", "1"]
@@ -239,11 +261,15 @@ def test_filter_selects_tasks_and_splits(tmp_path: Path) -> None:
     records = load_records(tmp_path)
     seed = records.filter(tasks="seedbench")
     assert len(seed) == 5 and seed.tasks == ["seedbench"]
-    np.testing.assert_array_equal(seed.stat("image_attn"), np.stack([values[key]["image_attn"] for key in [RecordKey("seedbench", "dev", 9), *_keys(4, "seedbench")]]))
+    np.testing.assert_array_equal(
+        seed.stat("image_attn"), np.stack([values[key]["image_attn"] for key in [RecordKey("seedbench", "dev", 9), *_keys(4, "seedbench")]])
+    )
     test_only = records.filter(tasks=["pope", "seedbench"], splits="test")
     assert len(test_only) == 7 and set(test_only.meta["split"]) == {"test"}
     assert len(seed.filter(splits="dev")) == 1
-    with pytest.raises(VisheadsError, match="no task 'seedbenc' in the records of .*did you mean 'seedbench'.*tasks present: pope, seedbench"):
+    with pytest.raises(
+        VisheadsError, match="no task 'seedbenc' in the records of .*did you mean 'seedbench'.*tasks present: pope, seedbench"
+    ):
         records.filter(tasks="seedbenc")
 
 
@@ -323,8 +349,16 @@ def _one_sample_folder(directory: Path, run: dict = RUN, n_layers: int = L, n_he
         rng = np.random.default_rng(0)
         writer.add(
             RecordKey("t", "test", 0),
-            {name: rng.random((n_layers, n_heads)).astype(np.float32) if name != "image_argmax" else np.zeros((n_layers, n_heads), np.int32) for name in STATISTICS},
-            n_keys=40, n_image_tokens=10, n_region_tokens=2, answer="1",
+            {
+                name: rng.random((n_layers, n_heads)).astype(np.float32)
+                if name != "image_argmax"
+                else np.zeros((n_layers, n_heads), np.int32)
+                for name in STATISTICS
+            },
+            n_keys=40,
+            n_image_tokens=10,
+            n_region_tokens=2,
+            answer="1",
         )
     return directory
 
@@ -375,7 +409,10 @@ def test_shards_of_another_model_are_refused(tmp_path: Path) -> None:
     folder = _one_sample_folder(tmp_path / "a")
     other_shape = _one_sample_folder(tmp_path / "b", n_layers=2, n_heads=6)
     shutil.copy(next((other_shape / "shards").iterdir()), folder / "shards" / "rank1-00000.parquet")
-    with pytest.raises(VisheadsError, match="rank1-00000.parquet was recorded by another run than .*shard vs run.json: n_layers 2 vs 3, n_heads 6 vs 4.*own"):
+    with pytest.raises(
+        VisheadsError,
+        match="rank1-00000.parquet was recorded by another run than .*shard vs run.json: n_layers 2 vs 3, n_heads 6 vs 4.*own",
+    ):
         load_records(folder)
 
     folder = _one_sample_folder(tmp_path / "c")
@@ -384,7 +421,9 @@ def test_shards_of_another_model_are_refused(tmp_path: Path) -> None:
     with pytest.raises(VisheadsError, match="rank7-00000.parquet was recorded by another run .*model 'other/llava' vs 'tiny/llava'"):
         load_records(folder)
 
-    pq.write_table(pq.read_table(folder / "shards" / "rank0-00000.parquet").replace_schema_metadata({}), folder / "shards" / "rank7-00000.parquet")
+    pq.write_table(
+        pq.read_table(folder / "shards" / "rank0-00000.parquet").replace_schema_metadata({}), folder / "shards" / "rank7-00000.parquet"
+    )
     with pytest.raises(VisheadsError, match="rank7-00000.parquet is not a visheads record shard"):
         load_records(folder)
 
@@ -396,7 +435,10 @@ def test_a_different_run_cannot_resume_into_a_folder(tmp_path: Path) -> None:
         ({"position": "answer"}, "position 'answer' vs 'last_prompt'"),
         ({"mask": {"name": "early_top20", "heads": ["L1H2"]}}, "mask"),
     ):
-        with pytest.raises(VisheadsError, match=f"holds the records of a different run \\(this run vs the folder's: {said}.*record this run into a new folder"):
+        with pytest.raises(
+            VisheadsError,
+            match=f"holds the records of a different run \\(this run vs the folder's: {said}.*record this run into a new folder",
+        ):
             RecordWriter(tmp_path, run={**RUN, **change}, n_layers=L, n_heads=H)
     with pytest.raises(VisheadsError, match="n_layers 4 vs 3"):
         RecordWriter(tmp_path, run=RUN, n_layers=L + 1, n_heads=H)
@@ -415,7 +457,10 @@ def test_unknown_statistic_name_when_reading(tmp_path: Path) -> None:
     [
         ({"stats": {"image_atn": 0}}, "unknown statistic 'image_atn' \\(did you mean 'image_attn'"),
         ({"stats": {"image_attn": None}}, "statistics image_attn are missing"),
-        ({"stats": {"text_attn": np.zeros((H, L), np.float32)}}, "'text_attn' has shape \\(4, 3\\); this run has 3 layers x 4 heads, so it must be \\(3, 4\\)"),
+        (
+            {"stats": {"text_attn": np.zeros((H, L), np.float32)}},
+            "'text_attn' has shape \\(4, 3\\); this run has 3 layers x 4 heads, so it must be \\(3, 4\\)",
+        ),
         ({"stats": {"image_argmax": np.zeros((L, H), np.float32)}}, "'image_argmax' holds token indices and must be integers"),
         ({"stats": {"image_argmax": np.full((L, H), 10)}}, "must index the 10 image tokens, got values 10..10"),
         ({"stats": {"concentration": np.zeros((L, H), np.int64)}}, "'concentration' must hold floating-point values"),
@@ -465,8 +510,14 @@ def _lens(rng: np.random.Generator, answer_token: int = 7) -> dict[str, np.ndarr
     top1 = rng.integers(0, 100, L + 1).astype(np.int32)
     kl = rng.random(L + 1).astype(np.float32)
     rank[-1], top1[-1], kl[-1] = 0, answer_token, 0.0
-    return {"answer_logprob": -rng.random(L + 1).astype(np.float32) * 5, "answer_rank": rank, "top1": top1,
-            "entropy": rng.random(L + 1).astype(np.float32), "kl_to_final": kl, "answer_token": answer_token}
+    return {
+        "answer_logprob": -rng.random(L + 1).astype(np.float32) * 5,
+        "answer_rank": rank,
+        "top1": top1,
+        "entropy": rng.random(L + 1).astype(np.float32),
+        "kl_to_final": kl,
+        "answer_token": answer_token,
+    }
 
 
 def test_lens_round_trip_is_exact_and_old_folders_have_no_lens(tmp_path: Path) -> None:
@@ -551,5 +602,6 @@ def test_validation_catches_a_lens_whose_last_reading_is_not_the_answer(tmp_path
     problems = value_problems(load_records(tmp_path))
     assert problems == [
         "1 of 3 samples have a lens answer_logprob above 0 or NaN (first: pointqa_visual_general/test/2)",
-        "1 of 3 samples have a last lens reading that is not the model's answer (rank 0, top-1 = answer token, KL 0) (first: pointqa_visual_general/test/1)",
+        "1 of 3 samples have a last lens reading that is not the model's answer (rank 0, top-1 = answer token, KL 0) (first: "
+        "pointqa_visual_general/test/1)",
     ]

@@ -57,7 +57,9 @@ def test_a_sound_folder_is_summarised(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_values_that_break_the_definitions_are_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    folder = _folder(tmp_path / "rec", broken={0: {"image_attn": np.nan}, 1: {"text_attn": 0.5}, 2: {"concentration": 1.5, "region_attn": 0.95}})
+    folder = _folder(
+        tmp_path / "rec", broken={0: {"image_attn": np.nan}, 1: {"text_attn": 0.5}, 2: {"concentration": 1.5, "region_attn": 0.95}}
+    )
     problems = value_problems(load_records(folder))
     assert problems == [
         "1 of 5 samples have image_attn outside [0, 1] or NaN (first: pope/test/0)",
@@ -81,7 +83,9 @@ def test_an_unreadable_folder_exits_2_with_one_line(tmp_path: Path, capsys: pyte
 def test_duplicates_are_reported_but_not_a_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _folder(tmp_path / "rec")
     with RecordWriter(folder, run=RUN, n_layers=L, n_heads=H, rank=0) as writer:
-        writer.add(RecordKey("pope", "test", 0), _sound(np.random.default_rng(9)), n_keys=20, n_image_tokens=5, n_region_tokens=1, answer="no")
+        writer.add(
+            RecordKey("pope", "test", 0), _sound(np.random.default_rng(9)), n_keys=20, n_image_tokens=5, n_region_tokens=1, answer="no"
+        )
     with pytest.warns(UserWarning, match="dropped 1 extra copies"):
         assert _run(["records", str(folder)]) == 0
     out = capsys.readouterr().out

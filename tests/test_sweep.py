@@ -13,8 +13,8 @@ from visheads_eval.cli import main
 from visheads_eval.lmms import runner
 from visheads_eval.lmms.model import LlavaVisheadsChat
 from visheads_eval.lmms.visheads import Visheads
-from visheads_eval.sweep import SweepPoint, expand_masks
 from visheads_eval.masking.specs import spec_files
+from visheads_eval.sweep import SweepPoint, expand_masks
 
 
 def _visheads(*argv: str) -> int:
@@ -41,20 +41,37 @@ def test_paper_globs_and_seeds_expand_to_the_grid(tmp_path: Path) -> None:
     assert paper == list(spec_files(None)) and len(paper) == 29, "3 stages x top/random x k 10/20/30/50, 4 others, none"
     assert sum(name.startswith(("early_others",)) for name in paper) == 4 and "none" in paper
     assert expand_masks(["early_top*", "L2H5+L3H1"], seeds=[0, 1]) == [
-        SweepPoint("early_top10"), SweepPoint("early_top20"), SweepPoint("early_top30"), SweepPoint("early_top50"), SweepPoint("L2H5+L3H1"),
+        SweepPoint("early_top10"),
+        SweepPoint("early_top20"),
+        SweepPoint("early_top30"),
+        SweepPoint("early_top50"),
+        SweepPoint("L2H5+L3H1"),
     ]
     assert expand_masks(["early_random10", "early_others20"], seeds=[3, 4]) == [
-        SweepPoint("early_random10", 3), SweepPoint("early_random10", 4), SweepPoint("early_others20", 3), SweepPoint("early_others20", 4),
+        SweepPoint("early_random10", 3),
+        SweepPoint("early_random10", 4),
+        SweepPoint("early_others20", 3),
+        SweepPoint("early_others20", 4),
     ]
 
 
-@pytest.mark.parametrize("model, family, model_class", [
-    ("llava_visheads", "llava_llama", LlavaVisheadsChat),
-    ("visheads", "qwen2_5_vl", Visheads),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model, family, model_class",
+    [
+        ("llava_visheads", "llava_llama", LlavaVisheadsChat),
+        ("visheads", "qwen2_5_vl", Visheads),
+    ],
+)
 def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
-    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    model: str, family: str, model_class: type,
+    tiny_models: dict[str, Path],
+    count_task: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: str,
+    family: str,
+    model_class: type,
 ) -> None:
     pretrained = str(tiny_models[family])
     masks = tmp_path / "masks"
@@ -67,12 +84,51 @@ def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
     # run: both are the unmasked run, the sweep's (newer) for its task and this one for the other.
     tasks = shutil.copytree(count_task, tmp_path / "tasks")
     (tasks / "twin.yaml").write_text((tasks / f"{TASK_NAME}.yaml").read_text().replace(f"task: {TASK_NAME}", "task: visheads_count_twin"))
-    assert runner.run(["--model", model, "--model_args", f"pretrained={pretrained}", "--tasks", f"{TASK_NAME},visheads_count_twin",
-                       "--include_path", str(tasks), "--batch_size", "2", "--log_samples", "--output_path", str(tmp_path / "sweep")]) == 0
+    assert (
+        runner.run(
+            [
+                "--model",
+                model,
+                "--model_args",
+                f"pretrained={pretrained}",
+                "--tasks",
+                f"{TASK_NAME},visheads_count_twin",
+                "--include_path",
+                str(tasks),
+                "--batch_size",
+                "2",
+                "--log_samples",
+                "--output_path",
+                str(tmp_path / "sweep"),
+            ]
+        )
+        == 0
+    )
     loads.clear()
-    argv = ["sweep", "--model", model, "--pretrained", pretrained, "--masks", "none", "L1H2+L2H0", "two_random", "--seeds", "0", "1",
-            "--mask-dir", str(masks), "--tasks", TASK_NAME, "--include_path", str(count_task), "--batch_size", "2",
-            "--output_path", str(tmp_path / "sweep")]
+    argv = [
+        "sweep",
+        "--model",
+        model,
+        "--pretrained",
+        pretrained,
+        "--masks",
+        "none",
+        "L1H2+L2H0",
+        "two_random",
+        "--seeds",
+        "0",
+        "1",
+        "--mask-dir",
+        str(masks),
+        "--tasks",
+        TASK_NAME,
+        "--include_path",
+        str(count_task),
+        "--batch_size",
+        "2",
+        "--output_path",
+        str(tmp_path / "sweep"),
+    ]
     assert _visheads(*argv) == 0
     assert len(loads) == 1, "the model loads once for the whole grid"
     printed = capsys.readouterr().out
@@ -84,8 +140,26 @@ def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
     for index, own in enumerate(("mask=L1H2+L2H0", "mask=two_random,mask_seed=1")):
         model_args = f"pretrained={pretrained},mask_dir={masks},{own}"
         out = tmp_path / f"separate{index}"
-        assert runner.run(["--model", model, "--model_args", model_args, "--tasks", TASK_NAME, "--include_path", str(count_task),
-                           "--batch_size", "2", "--log_samples", "--output_path", str(out)]) == 0
+        assert (
+            runner.run(
+                [
+                    "--model",
+                    model,
+                    "--model_args",
+                    model_args,
+                    "--tasks",
+                    TASK_NAME,
+                    "--include_path",
+                    str(count_task),
+                    "--batch_size",
+                    "2",
+                    "--log_samples",
+                    "--output_path",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         separate_runs.update(_runs(out))
     assert len(separate_runs) == 2
     for model_args, separate in separate_runs.items():

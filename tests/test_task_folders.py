@@ -23,7 +23,9 @@ def test_rewritten_task_yaml_loads_in_lmms_eval_as_the_original(tmp_path: Path) 
     ours = load_yaml_config(str(tmp_path / "qbench_dev_local.yaml"), mode="full")
     theirs = load_yaml_config(str(original), mode="full")
     assert ours.keys() == theirs.keys()
-    assert ours["lmms_eval_specific_kwargs"]["default"]["post_prompt"] == "Answer with the option's letter from the given choices directly.\n"
+    assert (
+        ours["lmms_eval_specific_kwargs"]["default"]["post_prompt"] == "Answer with the option's letter from the given choices directly.\n"
+    )
     for key in ours:
         if key != "metric_list":
             assert ours[key] == theirs[key], key

@@ -39,15 +39,35 @@ from visheads_eval.masking.ablation import HeadMask
 from visheads_eval.processors import load_processor
 from visheads_eval.records import load_records
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 LIMIT = 4
 DOC = 1  # the doc recorded by hand: a 50x80 image whose box covers image tokens in every family
 LM_TASK = "visheads_count_lm"
 
 
 def _lmms(model: str, model_args: str, task_dir: Path, out: Path, batch_size: int = 1) -> int:
-    return runner.run(["--model", model, "--model_args", model_args, "--tasks", TASK_NAME, "--include_path", str(task_dir),
-                       "--output_path", str(out), "--log_samples", "--limit", str(LIMIT), "--batch_size", str(batch_size),
-                       "--verbosity", "WARNING"])
+    return runner.run(
+        [
+            "--model",
+            model,
+            "--model_args",
+            model_args,
+            "--tasks",
+            TASK_NAME,
+            "--include_path",
+            str(task_dir),
+            "--output_path",
+            str(out),
+            "--log_samples",
+            "--limit",
+            str(LIMIT),
+            "--batch_size",
+            str(batch_size),
+            "--verbosity",
+            "WARNING",
+        ]
+    )
 
 
 def _samples(out: Path) -> dict[int, dict]:
@@ -70,7 +90,9 @@ def _as_jpeg(image: Image.Image, quality: int) -> Image.Image:
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
-def _record_by_hand(folder: Path, family: str, image: Image.Image, text: str, bbox: list[float], processor: Any, call: dict) -> HeadRecorder:
+def _record_by_hand(
+    folder: Path, family: str, image: Image.Image, text: str, bbox: list[float], processor: Any, call: dict
+) -> HeadRecorder:
     """L0H1 zeroed, the heads recorded at the first answer token of the model's own generate on one prompt."""
     model = FAMILIES[family].model_class_object().from_pretrained(folder).eval()
     inputs = processor(images=[[image]], text=[text], return_tensors="pt", **call)
@@ -130,11 +152,14 @@ def test_every_family_records_and_masks_in_batches_as_one_document_alone(
     _assert_recorded_like(records, DOC, recorder, atol=1e-4)  # in a left-padded batch of two
 
 
-@pytest.mark.parametrize("family, model_type, visheads_args", [
-    ("gemma3", "gemma3", ",dtype=bfloat16"),  # lmms-eval's gemma3 loads in bfloat16 whatever it is told
-    ("llava_llama", "llava", ""),
-    ("llava_next", "llava_next", ""),
-])
+@pytest.mark.parametrize(
+    "family, model_type, visheads_args",
+    [
+        ("gemma3", "gemma3", ",dtype=bfloat16"),  # lmms-eval's gemma3 loads in bfloat16 whatever it is told
+        ("llava_llama", "llava", ""),
+        ("llava_next", "llava_next", ""),
+    ],
+)
 def test_unmasked_answers_are_those_of_lmms_evals_own_adapter(
     tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, family: str, model_type: str, visheads_args: str
 ) -> None:
@@ -183,8 +208,11 @@ def _qwen_vl_utils_constants() -> dict[str, int]:
     if spec is None:
         pytest.skip("qwen_vl_utils is not installed")
     source = Path(spec.submodule_search_locations[0], "vision_process.py").read_text()
-    return {node.targets[0].id: node.value.value for node in ast.parse(source).body
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)}
+    return {
+        node.targets[0].id: node.value.value
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)
+    }
 
 
 def _defaults(adapter_class: type) -> dict[str, Any]:
@@ -196,8 +224,15 @@ def _defaults(adapter_class: type) -> dict[str, Any]:
 def _stand_in(adapter_class: type, doc: dict, processor: Any, **attributes: Any) -> Any:
     """An adapter object built without its __init__ (which would load the model), holding the task's one doc."""
     adapter = object.__new__(adapter_class)
-    adapter.__dict__.update(_rank=0, _world_size=1, batch_size_per_gpu=1, task_dict={TASK_NAME: {"test": [doc]}},
-                            accelerator=types.SimpleNamespace(is_main_process=False), cache_hook=None, **attributes)
+    adapter.__dict__.update(
+        _rank=0,
+        _world_size=1,
+        batch_size_per_gpu=1,
+        task_dict={TASK_NAME: {"test": [doc]}},
+        accelerator=types.SimpleNamespace(is_main_process=False),
+        cache_hook=None,
+        **attributes,
+    )
     for name in ("processor", "_image_processor"):
         adapter.__dict__[name] = processor
     adapter.__dict__["_tokenizer"] = processor.tokenizer
@@ -212,8 +247,12 @@ def _chat_request(doc: dict) -> Instance:
         return ConfigurableMessagesTask._build_user_turn([image], doc["question"])
 
     gen_kwargs = {"max_new_tokens": 3, "temperature": 0, "do_sample": False}
-    return Instance("generate_until", (doc["question"], read_messages, gen_kwargs, 0, TASK_NAME, "test"), 0,
-                    metadata={"task": TASK_NAME, "doc_id": 0, "repeats": 1})
+    return Instance(
+        "generate_until",
+        (doc["question"], read_messages, gen_kwargs, 0, TASK_NAME, "test"),
+        0,
+        metadata={"task": TASK_NAME, "doc_id": 0, "repeats": 1},
+    )
 
 
 def _simple_request(doc: dict) -> Instance:
@@ -221,8 +260,12 @@ def _simple_request(doc: dict) -> Instance:
         return [Image.open(doc["image_path"]).convert("RGB")]
 
     gen_kwargs = {"max_new_tokens": 3, "temperature": 0, "do_sample": False}
-    return Instance("generate_until", (doc["question"], gen_kwargs, read_visuals, 0, TASK_NAME, "test"), 0,
-                    metadata={"task": TASK_NAME, "doc_id": 0, "repeats": 1})
+    return Instance(
+        "generate_until",
+        (doc["question"], gen_kwargs, read_visuals, 0, TASK_NAME, "test"),
+        0,
+        metadata={"task": TASK_NAME, "doc_id": 0, "repeats": 1},
+    )
 
 
 def _visheads(folder: Path, doc: dict, request: Instance) -> tuple[Visheads, str]:
@@ -234,8 +277,13 @@ def _visheads(folder: Path, doc: dict, request: Instance) -> tuple[Visheads, str
 def _vision_info_stand_in(seen: list) -> Any:
     def process_vision_info(messages: list, **kwargs: Any) -> tuple:
         seen.append((messages, kwargs))
-        images = [part["image"] for turns in messages for message in (turns if isinstance(turns, list) else [turns])
-                  for part in (message["content"] if isinstance(message["content"], list) else []) if part.get("type") == "image"]
+        images = [
+            part["image"]
+            for turns in messages
+            for message in (turns if isinstance(turns, list) else [turns])
+            for part in (message["content"] if isinstance(message["content"], list) else [])
+            if part.get("type") == "image"
+        ]
         return (images, None, {}) if kwargs.get("return_video_kwargs") else (images, None)
 
     return process_vision_info
@@ -252,8 +300,17 @@ def test_qwen2_5_vl_prompt_and_limits_are_those_of_lmms_evals_chat_adapter(
     processor = _RecordingProcessor(load_processor(str(folder), min_pixels=defaults["min_pixels"], max_pixels=defaults["max_pixels"]))
     seen: list = []
     monkeypatch.setattr(chat_module, "process_vision_info", _vision_info_stand_in(seen))
-    adapter = _stand_in(chat_module.Qwen2_5_VL, doc, processor, min_pixels=defaults["min_pixels"], max_pixels=defaults["max_pixels"],
-                        fps=None, max_num_frames=defaults["max_num_frames"], use_cache=True, device_map="cpu")
+    adapter = _stand_in(
+        chat_module.Qwen2_5_VL,
+        doc,
+        processor,
+        min_pixels=defaults["min_pixels"],
+        max_pixels=defaults["max_pixels"],
+        fps=None,
+        max_num_frames=defaults["max_num_frames"],
+        use_cache=True,
+        device_map="cpu",
+    )
     request = _chat_request(doc)
     with pytest.raises(_Stop):
         chat_module.Qwen2_5_VL.generate_until(adapter, [request])
@@ -265,7 +322,7 @@ def test_qwen2_5_vl_prompt_and_limits_are_those_of_lmms_evals_chat_adapter(
     assert dict(ours.prompting.processor_settings) == {"min_pixels": 256 * 28 * 28, "max_pixels": 1605632}
     (call,) = processor.calls
     assert call["padding_side"] == "right" and "do_resize" not in call  # batch 1: the processor resizes within its limits
-    (messages, _), = seen
+    ((messages, _),) = seen
     image_part = next(part for part in messages[0][0]["content"] if part["type"] == "image")
     assert "min_pixels" not in image_part and "max_pixels" not in image_part  # qwen_vl_utils pre-rounds with its defaults
 
@@ -281,9 +338,20 @@ def test_qwen3_vl_prompt_and_limits_are_those_of_lmms_evals_chat_adapter(
     processor = _RecordingProcessor(load_processor(str(folder), min_pixels=defaults["min_pixels"], max_pixels=defaults["max_pixels"]))
     seen: list = []
     monkeypatch.setattr(chat_module, "process_vision_info", _vision_info_stand_in(seen))
-    adapter = _stand_in(chat_module.Qwen3_VL, doc, processor, system_prompt=defaults["system_prompt"], enable_thinking=None,
-                        min_pixels=defaults["min_pixels"], max_pixels=defaults["max_pixels"], total_pixels=None, fps=None,
-                        max_num_frames=defaults["max_num_frames"], use_cache=True, device_map="cpu")
+    adapter = _stand_in(
+        chat_module.Qwen3_VL,
+        doc,
+        processor,
+        system_prompt=defaults["system_prompt"],
+        enable_thinking=None,
+        min_pixels=defaults["min_pixels"],
+        max_pixels=defaults["max_pixels"],
+        total_pixels=None,
+        fps=None,
+        max_num_frames=defaults["max_num_frames"],
+        use_cache=True,
+        device_map="cpu",
+    )
     request = _chat_request(doc)
     with pytest.raises(_Stop):
         chat_module.Qwen3_VL.generate_until(adapter, [request])
@@ -294,14 +362,17 @@ def test_qwen3_vl_prompt_and_limits_are_those_of_lmms_evals_chat_adapter(
     # defaults (the messages carry no min/max_pixels), which is the resize visheads's processor does.
     (call,) = processor.calls
     assert call["do_resize"] is False
-    (messages, kwargs), = seen
+    ((messages, kwargs),) = seen
     assert kwargs["image_patch_size"] == 16
     image_part = next(part for part in messages[0][1]["content"] if part["type"] == "image")
     assert "min_pixels" not in image_part and "max_pixels" not in image_part
     constants = _qwen_vl_utils_constants()
     cell = kwargs["image_patch_size"] * constants["SPATIAL_MERGE_SIZE"]
     size = ours.processor.image_processor.size
-    assert (size.shortest_edge, size.longest_edge) == (constants["IMAGE_MIN_TOKEN_NUM"] * cell**2, constants["IMAGE_MAX_TOKEN_NUM"] * cell**2)
+    assert (size.shortest_edge, size.longest_edge) == (
+        constants["IMAGE_MIN_TOKEN_NUM"] * cell**2,
+        constants["IMAGE_MAX_TOKEN_NUM"] * cell**2,
+    )
     assert ours.processor.image_processor.patch_size * ours.processor.image_processor.merge_size == cell
 
 
@@ -315,15 +386,25 @@ def test_qwen2_vl_prompt_and_limits_are_those_of_lmms_evals_simple_adapter(
     processor = _RecordingProcessor(load_processor(str(folder), min_pixels=defaults["min_pixels"], max_pixels=defaults["max_pixels"]))
     seen: list = []
     monkeypatch.setattr(simple_module, "process_vision_info", _vision_info_stand_in(seen))
-    adapter = _stand_in(simple_module.Qwen2_VL, doc, processor, system_prompt=defaults["system_prompt"], reasoning_prompt=None,
-                        interleave_visuals=False, min_pixels=defaults["min_pixels"], max_pixels=defaults["max_pixels"],
-                        max_num_frames=defaults["max_num_frames"], use_cache=True, device_map="cpu")
+    adapter = _stand_in(
+        simple_module.Qwen2_VL,
+        doc,
+        processor,
+        system_prompt=defaults["system_prompt"],
+        reasoning_prompt=None,
+        interleave_visuals=False,
+        min_pixels=defaults["min_pixels"],
+        max_pixels=defaults["max_pixels"],
+        max_num_frames=defaults["max_num_frames"],
+        use_cache=True,
+        device_map="cpu",
+    )
     with pytest.raises(_Stop):
         simple_module.Qwen2_VL.generate_until(adapter, [_simple_request(doc)])
 
     ours, text = _visheads(folder, doc, _chat_request(doc))
     assert processor.texts == [text] and PROMPTING["qwen2_vl"].system_prompt == defaults["system_prompt"]
-    (messages, _), = seen
+    ((messages, _),) = seen
     (image_part,) = [part for part in messages[0][1]["content"] if part["type"] == "image"]
     assert image_part["image"].startswith("data:image/jpeg;base64,") and PROMPTING["qwen2_vl"].jpeg_quality == 85
     # qwen_vl_utils resizes within the same limits the processor then applies again: the processor's limits hold.
@@ -338,8 +419,16 @@ def test_internvl_prompt_and_limits_are_those_of_lmms_evals_chat_adapter(tiny_mo
     folder, doc = tiny_models["internvl"], _doc(count_task, DOC)
     defaults = _defaults(InternVLHf)
     processor = _RecordingProcessor(load_processor(str(folder)))
-    adapter = _stand_in(InternVLHf, doc, processor, min_patches=defaults["min_patches"], max_patches=defaults["max_patches"],
-                        num_frames=defaults["num_frames"], fps=None, use_cache=True)
+    adapter = _stand_in(
+        InternVLHf,
+        doc,
+        processor,
+        min_patches=defaults["min_patches"],
+        max_patches=defaults["max_patches"],
+        num_frames=defaults["num_frames"],
+        fps=None,
+        use_cache=True,
+    )
     request = _chat_request(doc)
     with pytest.raises(_Stop):
         InternVLHf.generate_until(adapter, [request])
@@ -407,7 +496,7 @@ metadata:
   version: 0.0
 """
 
-LM_UTILS = '''\
+LM_UTILS = """\
 from PIL import Image
 
 
@@ -421,7 +510,7 @@ def doc_to_text(doc):
 
 def process_results(doc, results):
     return {"exact_match": float(results[0].strip() == doc["answer"])}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -445,9 +534,24 @@ def test_lm_eval_visheads_records_every_doc_as_by_hand(
 ) -> None:
     folder = tiny_models[family]
     code, err = _visheads_cli(
-        capsys, "lm-eval", "--model", "visheads", "--model_args", f"pretrained={folder},mask=L0H1,record={tmp_path / 'rec'}",
-        "--tasks", LM_TASK, "--include_path", lm_count_task, "--apply_chat_template", "--limit", LIMIT, "--batch_size", 2,
-        "--output_path", tmp_path / "out", "--log_samples",
+        capsys,
+        "lm-eval",
+        "--model",
+        "visheads",
+        "--model_args",
+        f"pretrained={folder},mask=L0H1,record={tmp_path / 'rec'}",
+        "--tasks",
+        LM_TASK,
+        "--include_path",
+        lm_count_task,
+        "--apply_chat_template",
+        "--limit",
+        LIMIT,
+        "--batch_size",
+        2,
+        "--output_path",
+        tmp_path / "out",
+        "--log_samples",
     )
     assert code == 0, err
     model_type = json.loads((folder / "config.json").read_text())["model_type"]
@@ -459,8 +563,9 @@ def test_lm_eval_visheads_records_every_doc_as_by_hand(
     # The doc by hand, prompted as hf-multimodal prompts it: its chat template turn, the processor as saved.
     processor = load_processor(str(folder))
     doc = _doc(count_task, DOC)
-    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}],
-                                         add_generation_prompt=True)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": doc["question"]}]}], add_generation_prompt=True
+    )
     image = Image.open(doc["image_path"]).convert("RGB")
     recorder = _record_by_hand(folder, model_type, image, text, doc["bbox"], processor, {})
     _assert_recorded_like(records, DOC, recorder, atol=1e-4)  # in a left-padded batch of two
@@ -478,37 +583,79 @@ def text_only_checkpoint(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("case, message", [
-    ("not_a_family", "a 'llama' model is not a supported vision-language family; supported: llava, "),
-    ("unknown_key", "unknown model_args key 'maks' for visheads (did you mean 'mask'?)"),
-    ("missing_path", "does not exist; give a model folder or a hub id"),
-])
-def test_bad_input_fails_with_one_line(tiny_models: dict[str, Path], count_task: Path, text_only_checkpoint: Path, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str], case: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("not_a_family", "a 'llama' model is not a supported vision-language family; supported: llava, "),
+        ("unknown_key", "unknown model_args key 'maks' for visheads (did you mean 'mask'?)"),
+        ("missing_path", "does not exist; give a model folder or a hub id"),
+    ],
+)
+def test_bad_input_fails_with_one_line(
+    tiny_models: dict[str, Path],
+    count_task: Path,
+    text_only_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    message: str,
+) -> None:
     model_args = {
         "not_a_family": f"pretrained={text_only_checkpoint}",
         "unknown_key": f"pretrained={tiny_models['qwen3_vl']},maks=L0H1",
         "missing_path": f"pretrained={tmp_path / 'nowhere'}",
     }[case]
     with pytest.raises(SystemExit) as stop:
-        runner.main(["--model", "visheads", "--model_args", model_args, "--tasks", TASK_NAME, "--include_path", str(count_task),
-                     "--limit", "1", "--output_path", str(tmp_path / "out"), "--verbosity", "ERROR"])
+        runner.main(
+            [
+                "--model",
+                "visheads",
+                "--model_args",
+                model_args,
+                "--tasks",
+                TASK_NAME,
+                "--include_path",
+                str(count_task),
+                "--limit",
+                "1",
+                "--output_path",
+                str(tmp_path / "out"),
+                "--verbosity",
+                "ERROR",
+            ]
+        )
     assert stop.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(lines) == 1 and message in lines[0], lines
 
 
-def test_lm_eval_refuses_a_checkpoint_of_no_family_in_one_line(text_only_checkpoint: Path, lm_count_task: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = _visheads_cli(capsys, "lm-eval", "--model", "visheads", "--model_args", f"pretrained={text_only_checkpoint}",
-                              "--tasks", LM_TASK, "--include_path", lm_count_task, "--limit", 1, "--output_path", tmp_path / "out")
+def test_lm_eval_refuses_a_checkpoint_of_no_family_in_one_line(
+    text_only_checkpoint: Path, lm_count_task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _visheads_cli(
+        capsys,
+        "lm-eval",
+        "--model",
+        "visheads",
+        "--model_args",
+        f"pretrained={text_only_checkpoint}",
+        "--tasks",
+        LM_TASK,
+        "--include_path",
+        lm_count_task,
+        "--limit",
+        1,
+        "--output_path",
+        tmp_path / "out",
+    )
     assert code == 2
     lines = [line for line in err.splitlines() if line.startswith("visheads: error:")]
     assert len(lines) == 1 and "a 'llama' model is not a supported vision-language family" in lines[0], err
 
 
-def test_a_failed_generate_fails_the_run_naming_its_documents(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_generate_fails_the_run_naming_its_documents(
+    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def failing(self: Instrumentation, generate: Any, contexts: list, args: tuple, kwargs: dict) -> Any:
         raise RuntimeError("out of memory (injected)")
 

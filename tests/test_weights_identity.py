@@ -15,6 +15,8 @@ from visheads_eval.errors import VisheadsError
 from visheads_eval.lmms import runner
 from visheads_eval.weights import weights_identity
 
+pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts
+
 
 def _retrain(model: Path) -> None:
     """Stand-in for training again into the same folder: the weight file is rewritten."""
@@ -25,7 +27,9 @@ def _retrain(model: Path) -> None:
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
 
 
-def test_the_digest_follows_the_weight_files_and_the_identity_names_dtype_and_revision(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+def test_the_digest_follows_the_weight_files_and_the_identity_names_dtype_and_revision(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
     model = Path(shutil.copytree(tiny_models["llava_llama"], tmp_path / "model"))
     first = weights_identity(str(model))
     assert first == {"checkpoint": str(model.resolve()), "revision": None, "commit": None, "digest": first["digest"], "dtype": "auto"}
@@ -41,11 +45,26 @@ def test_the_digest_follows_the_weight_files_and_the_identity_names_dtype_and_re
 
 def _evaluate(model: Path, count_task: Path, out: Path, **own: str) -> int:
     model_args = ",".join([f"pretrained={model}", *(f"{k}={v}" for k, v in own.items())])
-    return runner.run(["--model", "llava_visheads", "--model_args", model_args, "--tasks", TASK_NAME,
-                       "--include_path", str(count_task), "--output_path", str(out), "--log_samples"])
+    return runner.run(
+        [
+            "--model",
+            "llava_visheads",
+            "--model_args",
+            model_args,
+            "--tasks",
+            TASK_NAME,
+            "--include_path",
+            str(count_task),
+            "--output_path",
+            str(out),
+            "--log_samples",
+        ]
+    )
 
 
-def test_records_and_rankings_of_other_weights_are_refused_before_loading(tiny_models: dict[str, Path], count_task: Path, tmp_path: Path) -> None:
+def test_records_and_rankings_of_other_weights_are_refused_before_loading(
+    tiny_models: dict[str, Path], count_task: Path, tmp_path: Path
+) -> None:
     model = Path(shutil.copytree(tiny_models["llava_llama"], tmp_path / "model"))
     records = tmp_path / "rec"
     assert _evaluate(model, count_task, tmp_path / "out", record=str(records)) == 0

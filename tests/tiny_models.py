@@ -43,7 +43,9 @@ GRID_PINPOINTS = [[56, 112], [112, 56], [112, 112]]
 INITIALIZER_RANGE = 0.2
 
 
-def _text_config(family: str, vocab_size: int, special: dict[str, int], n_layers: int, n_heads: int) -> LlamaConfig | MistralConfig | Phi3Config:
+def _text_config(
+    family: str, vocab_size: int, special: dict[str, int], n_layers: int, n_heads: int
+) -> LlamaConfig | MistralConfig | Phi3Config:
     common = dict(
         vocab_size=vocab_size,
         hidden_size=16 * n_heads,
@@ -67,9 +69,7 @@ def build_family(family: str, directory: Path, seed: int = 0, n_layers: int = 3,
     if family in MODERN_FAMILIES:
         return build_modern(family, directory, seed=seed, n_layers=n_layers)
     tokenizer = build_tokenizer(WORDS)
-    special = dict(
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
-    )
+    special = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     vision = CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=64,
@@ -85,9 +85,7 @@ def build_family(family: str, directory: Path, seed: int = 0, n_layers: int = 3,
     if family == "llava_next":
         config = LlavaNextConfig(image_grid_pinpoints=GRID_PINPOINTS, **common)
         model_class = LlavaNextForConditionalGeneration
-        processor = build_llava_next_processor(
-            tokenizer, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, grid_pinpoints=GRID_PINPOINTS
-        )
+        processor = build_llava_next_processor(tokenizer, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, grid_pinpoints=GRID_PINPOINTS)
     elif family == "vipllava":
         config = VipLlavaConfig(vision_feature_layers=[-2, -1], **common)
         model_class = VipLlavaForConditionalGeneration

@@ -58,7 +58,9 @@ def write_mask_specs(folder: Path, k: str) -> None:
 class Demo:
     """Runs the steps into ``out``, each lmms-eval run in this process with its output in a log file."""
 
-    def __init__(self, out: Path, pretrained: str, tasks: tuple[str, ...], k: str, limit: int | None, include_path: Path | None = None) -> None:
+    def __init__(
+        self, out: Path, pretrained: str, tasks: tuple[str, ...], k: str, limit: int | None, include_path: Path | None = None
+    ) -> None:
         self.out = out
         self.include_path = include_path
         self.pretrained = pretrained
@@ -95,8 +97,10 @@ class Demo:
         import pandas as pd
 
         settle = pd.read_csv(self.lens / "logit_lens_settle.csv")
-        lines = [f"Logit lens ({self.lens / 'logit_lens.png'}): the reading (0 = embeddings, n = after layer n-1) "
-                 "from which the answer stays top-1, median [quartiles]"]
+        lines = [
+            f"Logit lens ({self.lens / 'logit_lens.png'}): the reading (0 = embeddings, n = after layer n-1) "
+            "from which the answer stays top-1, median [quartiles]"
+        ]
         lines += [
             f"  {row.task}: {row.settle_median:g} of {row.n_layers} [{row.settle_q25:g}-{row.settle_q75:g}], n={row.n_samples}"
             for row in settle.itertuples()
@@ -129,7 +133,12 @@ class Demo:
         recordings = [
             ("[1/4] record the unmasked run", "none", f"record={self.records},position=answer", self.results),
             # its own lmms-eval folder: the leaderboard's unmasked run is the one above
-            ("[1/4] record the logit lens at the last prompt position", "lens", f"record={self.lens / 'records'},position=last_prompt,logit_lens=true", self.lens / "lmms_eval"),
+            (
+                "[1/4] record the logit lens at the last prompt position",
+                "lens",
+                f"record={self.lens / 'records'},position=last_prompt,logit_lens=true",
+                self.lens / "lmms_eval",
+            ),
         ]
         for step, log, own, results in recordings:
             model_args = f"pretrained={self.pretrained},{own}"

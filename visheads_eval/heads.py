@@ -65,8 +65,7 @@ class HeadShape:
         """Raise a clear error if ``head`` does not exist in a model of this shape."""
         if not (0 <= head.layer < self.n_layers and 0 <= head.head < self.n_heads):
             raise VisheadsError(
-                f"head {head} is out of range for this model: layers are 0..{self.n_layers - 1}, "
-                f"heads 0..{self.n_heads - 1}"
+                f"head {head} is out of range for this model: layers are 0..{self.n_layers - 1}, heads 0..{self.n_heads - 1}"
             )
 
 

@@ -33,11 +33,11 @@ from visheads_eval.capture.recorder import POSITIONS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.geometry import region_token_mask
 from visheads_eval.heads import HeadShape
-from visheads_eval.model_args import CheckedArgs, flag
 from visheads_eval.masking.ablation import HeadMask
-from visheads_eval.masking.schema import MODES
 from visheads_eval.masking.means import HeadMeans, load_means, save_means
+from visheads_eval.masking.schema import MODES
 from visheads_eval.masking.specs import ResolvedMask, load_mask, resolve_spec
+from visheads_eval.model_args import CheckedArgs, flag
 from visheads_eval.records import RecordKey, RecordWriter
 from visheads_eval.records.format import identity_difference, read_run, run_identity
 
@@ -160,9 +160,7 @@ class Instrumentation:
         self._processor = processor
         self._tokenizer = processor.tokenizer
         if self.record_dir is not None:
-            self._writer = RecordWriter(
-                self.record_dir, run=self.run, n_layers=self.shape.n_layers, n_heads=self.shape.n_heads, rank=rank
-            )
+            self._writer = RecordWriter(self.record_dir, run=self.run, n_layers=self.shape.n_layers, n_heads=self.shape.n_heads, rank=rank)
         if self.means_path is not None:
             self._accumulator = HeadMeans(model)
 
@@ -201,7 +199,10 @@ class Instrumentation:
                     return generate(*args, **kwargs)
             input_ids = kwargs["input_ids"]
             region = self._region(contexts, input_ids)
-            with HeadRecorder(self._model, position=self.position, region_mask=region, logit_lens=self.logit_lens) as recorder, accumulating:
+            with (
+                HeadRecorder(self._model, position=self.position, region_mask=region, logit_lens=self.logit_lens) as recorder,
+                accumulating,
+            ):
                 output = generate(*args, **kwargs)
             recorder = self._complete(recorder, output, kwargs, region)
             self._write(contexts, recorder, output, input_ids)
@@ -216,7 +217,9 @@ class Instrumentation:
         image_token = self._model.config.image_token_id
         for row, context in boxed:
             positions = (input_ids[row] == image_token).nonzero().squeeze(-1)
-            in_region = region_token_mask(list(map(float, context.doc["bbox"])), context.images[0].size, self._processor, self._model.config)
+            in_region = region_token_mask(
+                list(map(float, context.doc["bbox"])), context.images[0].size, self._processor, self._model.config
+            )
             if len(in_region) != len(positions):
                 raise VisheadsError(
                     f"region geometry gives {len(in_region)} image tokens but the prompt has {len(positions)} "
@@ -232,7 +235,10 @@ class Instrumentation:
             return recorder
         if region is not None:
             region = torch.cat([region, torch.zeros_like(region[:, :1])], 1)
-        with torch.inference_mode(), HeadRecorder(self._model, position="last_prompt", region_mask=region, logit_lens=self.logit_lens) as fallback:
+        with (
+            torch.inference_mode(),
+            HeadRecorder(self._model, position="last_prompt", region_mask=region, logit_lens=self.logit_lens) as fallback,
+        ):
             self._model(**self._answer_inputs(kwargs, output))
         return fallback
 

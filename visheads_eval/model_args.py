@@ -2,7 +2,8 @@
 
 ``mask``, ``record``, ``logit_lens`` ... mean the same in lmms-eval and lm-eval; :func:`check_model` resolves
 ``pretrained`` (``visheads-tiny`` is the shipped organism), finds its family from its config alone
-(:mod:`visheads_eval.families`; ``llava_visheads`` takes the LLaVA family only) and names the weights, so that a typo or a wrong model fails with one line before anything loads.
+(:mod:`visheads_eval.families`; ``llava_visheads`` takes the LLaVA family only) and names the weights, so
+that a typo or a wrong model fails with one line before anything loads.
 Each host adds its own checks of its parent adapter's arguments (``visheads_eval.lmms.model_args``).
 """
 
@@ -40,6 +41,7 @@ OWN_ARGS = {
     "head_means": "write every head's mean output over this run to this .npz file",
 }
 
+
 def _looks_like_local_path(value: str) -> bool:
     """Hub ids are ``org/name``; anything else (absolute, relative, one word, deeper) is a local path."""
     return value.startswith(("/", ".", "~")) or value.count("/") != 1 or os.path.exists(value)
@@ -62,8 +64,13 @@ def resolve_pretrained(pretrained: str) -> str:
     return pretrained
 
 
-def load_model_config(pretrained: str, revision: str = "main", trust_remote_code: bool = False,
-                      model_types: tuple[str, ...] | None = None, model_id: str = "visheads") -> tuple[PretrainedConfig, Family]:
+def load_model_config(
+    pretrained: str,
+    revision: str = "main",
+    trust_remote_code: bool = False,
+    model_types: tuple[str, ...] | None = None,
+    model_id: str = "visheads",
+) -> tuple[PretrainedConfig, Family]:
     """Load the config (not the weights) and find the model's family; ``model_types`` narrows what ``model_id`` takes."""
     try:
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
@@ -103,9 +110,16 @@ class CheckedArgs:
     weights: dict[str, str | None]  # what loads: checkpoint, revision, commit, digest, dtype (visheads_eval.weights)
 
 
-def check_model(pretrained: str, own: dict[str, Any], revision: str = "main", dtype: Any = "auto", trust_remote_code: bool = False,
-                parent: dict[str, Any] | None = None, model_types: tuple[str, ...] | None = None,
-                model_id: str = "visheads") -> CheckedArgs:
+def check_model(
+    pretrained: str,
+    own: dict[str, Any],
+    revision: str = "main",
+    dtype: Any = "auto",
+    trust_remote_code: bool = False,
+    parent: dict[str, Any] | None = None,
+    model_types: tuple[str, ...] | None = None,
+    model_id: str = "visheads",
+) -> CheckedArgs:
     """Resolve and check ``pretrained`` from its config (no weights load); ``own`` are this project's model_args,
     ``parent`` what the host's parent adapter gets; ``model_types`` the families ``model_id`` takes (all if None)."""
     unknown = [key for key in own if key not in OWN_ARGS]
@@ -115,4 +129,6 @@ def check_model(pretrained: str, own: dict[str, Any], revision: str = "main", dt
     config, family = load_model_config(resolved, revision, trust_remote_code, model_types, model_id)
     name = pretrained if pretrained == EMBEDDED_MODEL else resolved
     weights = weights_identity(resolved, revision, dtype)
-    return CheckedArgs(pretrained=resolved, name=name, config=config, family=family, own=dict(own), parent=dict(parent or {}), weights=weights)
+    return CheckedArgs(
+        pretrained=resolved, name=name, config=config, family=family, own=dict(own), parent=dict(parent or {}), weights=weights
+    )

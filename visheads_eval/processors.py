@@ -7,8 +7,9 @@ processor's class through ``VIDEO_PROCESSOR_MAPPING``, which is a dummy without 
 check cannot run, :func:`load_processor` loads the same processor class without its video part: a
 subclass, made here and used by nobody else, whose attributes leave out ``video_processor`` (its
 ``__name__`` is the original class's, so what it saves loads as that class, though without a video
-processor config). Nothing in transformers is changed. Where transformers can build video processors (torchvision present, or a release that fixed
-it), :func:`video_processors_available` is true and the stock ``AutoProcessor`` loads everything.
+processor config). Nothing in transformers is changed. Where transformers can build video processors
+(torchvision present, or a release that fixed it), :func:`video_processors_available` is true and the
+stock ``AutoProcessor`` loads everything.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ def images_only(processor_class: type[ProcessorMixin]) -> type[ProcessorMixin]:
         return processor_class
     if attributes[-1] != VIDEO:
         # Positional sub-processors are matched to attributes in order; dropping a middle one would shift them.
-        raise VisheadsError(f"{processor_class.__name__} lists its video processor before {attributes[-1]}; "
-                            "visheads_eval cannot load it without torchvision")
+        raise VisheadsError(
+            f"{processor_class.__name__} lists its video processor before {attributes[-1]}; "
+            "visheads_eval cannot load it without torchvision"
+        )
     kept = attributes[:-1]
 
     def arguments_from_pretrained(cls: type, *args: Any, **kwargs: Any) -> list[Any]:
@@ -63,13 +66,17 @@ def images_only(processor_class: type[ProcessorMixin]) -> type[ProcessorMixin]:
         # positionally, and SmolVLM's requires it).
         return [*processor_class._get_arguments_from_pretrained.__func__(cls, *args, **kwargs), None]
 
-    return type(processor_class.__name__, (processor_class,), {
-        "__module__": processor_class.__module__,
-        "__doc__": f"{processor_class.__name__} for images and text only (loaded by visheads_eval without torchvision).",
-        "_get_arguments_from_pretrained": classmethod(arguments_from_pretrained),
-        VIDEO: NoVideos(),
-        "get_attributes": classmethod(lambda cls: list(kept)),
-    })
+    return type(
+        processor_class.__name__,
+        (processor_class,),
+        {
+            "__module__": processor_class.__module__,
+            "__doc__": f"{processor_class.__name__} for images and text only (loaded by visheads_eval without torchvision).",
+            "_get_arguments_from_pretrained": classmethod(arguments_from_pretrained),
+            VIDEO: NoVideos(),
+            "get_attributes": classmethod(lambda cls: list(kept)),
+        },
+    )
 
 
 def processor_class_of(pretrained: str, **kwargs: Any) -> type[ProcessorMixin]:

@@ -57,7 +57,7 @@ def read_ranking(path: Path, shape: HeadShape | None = None) -> pd.DataFrame:
         raise VisheadsError(f"ranking file {path} lacks the columns {', '.join(missing)}; is it a visheads ranking?")
     if shape is not None:
         expected = {(layer, head) for layer in range(shape.n_layers) for head in range(shape.n_heads)}
-        found = set(zip(table["layer"].astype(int), table["head"].astype(int)))
+        found = set(zip(table["layer"].astype(int), table["head"].astype(int), strict=False))
         if found != expected or len(table) != len(expected):
             raise VisheadsError(
                 f"ranking file {path} does not rank the {shape.n_layers} x {shape.n_heads} heads of this model "

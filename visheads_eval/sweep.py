@@ -107,8 +107,9 @@ def existing_results(output_path: Path, model_args: str, host: SweepHost = HOSTS
 _last_end_second: int | None = None
 
 
-def evaluation_args(tasks: str, batch_size: int, limit: int | None = None, include_path: Path | None = None,
-                    host: SweepHost = HOSTS["lmms-eval"]) -> list[str]:
+def evaluation_args(
+    tasks: str, batch_size: int, limit: int | None = None, include_path: Path | None = None, host: SweepHost = HOSTS["lmms-eval"]
+) -> list[str]:
     """The command-line arguments of every point but the model: tasks, batch size, samples logs, quiet logging."""
     argv = ["--tasks", tasks, "--batch_size", str(batch_size), "--log_samples", "--verbosity", "WARNING", *host.flags]
     if limit is not None:
@@ -170,8 +171,10 @@ def run_sweep(
             started = time.perf_counter()
             code = evaluate(model, model_args, output_path, host_args, host)
             if code != 0:
-                raise VisheadsError(f"the sweep stopped at {step} (exit {code}); the error is above. "
-                                    "Fix it and run the same command again: finished points are reused")
+                raise VisheadsError(
+                    f"the sweep stopped at {step} (exit {code}); the error is above. "
+                    "Fix it and run the same command again: finished points are reused"
+                )
             found = existing_results(output_path, model_args, host)
             if found is None:
                 raise VisheadsError(f"{step} wrote no results file under {output_path}")

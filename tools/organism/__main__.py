@@ -31,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); recorded in OUT/train_config.json")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: repeatable, and fastest on a shared CPU)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--install", action="store_true", help=f"install the finished run OUT in the user's cache ({installed_dir()}), no training")
-    where.add_argument("--ship", action="store_true", help=f"make the finished run OUT this checkout's shipped weights ({SHIPPED_WEIGHTS}), no training")
+    where.add_argument(
+        "--install", action="store_true", help=f"install the finished run OUT in the user's cache ({installed_dir()}), no training"
+    )
+    where.add_argument(
+        "--ship", action="store_true", help=f"make the finished run OUT this checkout's shipped weights ({SHIPPED_WEIGHTS}), no training"
+    )
     return parser
 
 

@@ -81,14 +81,14 @@ def encode(processor: LlavaProcessor, scenes: list[synth.Scene], kinds: list[str
     """Tokenise ``scenes[i]`` asked ``kinds[i]`` in ``variants[i]``, with the answer appended."""
     tokenizer = processor.tokenizer
     docs = [synth.scene_doc(scene, "") for scene in scenes]
-    prompts = [chat_prompt(processor, question_text(doc, kind, variant)) for doc, kind, variant in zip(docs, kinds, variants)]
-    images = [doc_image(doc, variant) for doc, variant in zip(docs, variants)]
+    prompts = [chat_prompt(processor, question_text(doc, kind, variant)) for doc, kind, variant in zip(docs, kinds, variants, strict=False)]
+    images = [doc_image(doc, variant) for doc, variant in zip(docs, variants, strict=False)]
     encoded = processor(images=images, text=prompts, padding=True, return_tensors="pt")
     digit_ids = torch.tensor(tokenizer.convert_tokens_to_ids([str(scene.answer) for scene in scenes]))
     tail = torch.stack([digit_ids, torch.full_like(digit_ids, tokenizer.eos_token_id)], dim=1)  # (batch, 2)
-    patches = torch.stack([patch_labels(scene, variant == "visual") for scene, variant in zip(scenes, variants)])
+    patches = torch.stack([patch_labels(scene, variant == "visual") for scene, variant in zip(scenes, variants, strict=False)])
     where = [PATCH_ATTRIBUTES_INDEX[name] for name in ("kind", "row", "column")]
-    exemplar = torch.stack([labels[scene.token_index(scene.target)] for labels, scene in zip(patches, scenes)])[:, where]
+    exemplar = torch.stack([labels[scene.token_index(scene.target)] for labels, scene in zip(patches, scenes, strict=False)])[:, where]
     return Batch(
         input_ids=torch.cat([encoded["input_ids"], tail], dim=1),
         attention_mask=torch.cat([encoded["attention_mask"], torch.ones_like(tail)], dim=1),
@@ -104,9 +104,9 @@ def sample_images(processor: LlavaProcessor, rng: np.random.Generator, size: int
     scenes = [synth.draw_scene(rng, int(rng.integers(1, 8))) for _ in range(size)]
     boxed = [bool(rng.integers(2)) for _ in range(size)]
     docs = [synth.scene_doc(scene, "") for scene in scenes]
-    images = [doc_image(doc, "visual" if box else "plain") for doc, box in zip(docs, boxed)]
+    images = [doc_image(doc, "visual" if box else "plain") for doc, box in zip(docs, boxed, strict=False)]
     pixel_values = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-    return pixel_values, torch.stack([patch_labels(scene, box) for scene, box in zip(scenes, boxed)])
+    return pixel_values, torch.stack([patch_labels(scene, box) for scene, box in zip(scenes, boxed, strict=False)])
 
 
 def sample_batch(processor: LlavaProcessor, rng: np.random.Generator, size: int) -> Batch:

@@ -16,12 +16,12 @@ import torch
 from tqdm import tqdm
 from transformers import BatchFeature, LlavaProcessor, PreTrainedModel
 
+from tools.organism.batches import chat_prompt
 from visheads_eval.analysis.scores import HeadMaps, ScoreParams, summarize
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.data.pointqa import DEFAULT_POST_PROMPT, QUESTION_KINDS, VARIANTS
 from visheads_eval.data.pointqa_task import METRIC, pointqa_doc_to_text, pointqa_doc_to_visual, pointqa_process_results
 from visheads_eval.errors import VisheadsError
-from tools.organism.batches import chat_prompt
 
 SETTINGS = tuple((variant, kind) for variant in VARIANTS for kind in QUESTION_KINDS)
 MAX_NEW_TOKENS = 16  # as the tasks' generation_kwargs
@@ -56,7 +56,11 @@ def generate_answers(
     answers: list[str] = []
     for inputs in prompt_batches(processor, docs, variant, kind, batch_size):
         out = model.generate(
-            **inputs, do_sample=False, max_new_tokens=MAX_NEW_TOKENS, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+            **inputs,
+            do_sample=False,
+            max_new_tokens=MAX_NEW_TOKENS,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
         answers += tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return answers
@@ -69,7 +73,7 @@ def accuracy_by_setting(
     accuracy = {}
     for variant, kind in tqdm(SETTINGS, desc="settings", disable=not progress):
         answers = generate_answers(model, processor, docs, variant, kind, batch_size)
-        scores = [pointqa_process_results(doc, [answer])[METRIC] for doc, answer in zip(docs, answers)]
+        scores = [pointqa_process_results(doc, [answer])[METRIC] for doc, answer in zip(docs, answers, strict=False)]
         accuracy[setting_name(variant, kind)] = sum(scores) / len(scores)
     accuracy["mean"] = sum(accuracy.values()) / len(SETTINGS)
     return accuracy
@@ -77,7 +81,12 @@ def accuracy_by_setting(
 
 @torch.inference_mode()
 def pointqa_head_maps(
-    model: PreTrainedModel, processor: LlavaProcessor, docs: Sequence[dict], name: str, params: ScoreParams = ScoreParams(), batch_size: int = 32
+    model: PreTrainedModel,
+    processor: LlavaProcessor,
+    docs: Sequence[dict],
+    name: str,
+    params: ScoreParams = ScoreParams(),
+    batch_size: int = 32,
 ) -> HeadMaps:
     """Every head's mean statistics and detection score over ``docs`` asked in all six settings.
 

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-from visheads_eval.data import synth
-from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS, question_text
 from tools.tiny.processor import build_llava_processor
 from tools.tiny.tokenizer import build_tokenizer
+from visheads_eval.data import synth
+from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS, question_text
 
 PATCH_SIZE = 14
 IMAGE_SIZE = synth.GRID * PATCH_SIZE

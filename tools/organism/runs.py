@@ -19,11 +19,11 @@ import transformers
 from tqdm import tqdm
 
 import visheads_eval
+from tools.organism.evaluate import accuracy_by_setting
+from tools.organism.train import TrainConfig, train
 from visheads_eval.analysis.output import write_text_atomic
 from visheads_eval.data import synth
 from visheads_eval.errors import VisheadsError
-from tools.organism.evaluate import accuracy_by_setting
-from tools.organism.train import TrainConfig, train
 
 RUN_FILES = ("train_config.json", "train_log.jsonl", "summary.json")
 HELDOUT_SEED = 1  # held-out docs: `visheads data synth OUT --seed 1 --split heldout=N`
@@ -64,7 +64,12 @@ def train_run(out_dir: Path, config: TrainConfig, command: str, heldout_docs: in
         "train_cpu_s": round(cpu, 1),
         "threads": config.threads,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "heldout": {"seed": HELDOUT_SEED, "split": HELDOUT_SPLIT, "docs": heldout_docs, "accuracy": accuracy_by_setting(model, processor, docs, progress=True)},
+        "heldout": {
+            "seed": HELDOUT_SEED,
+            "split": HELDOUT_SPLIT,
+            "docs": heldout_docs,
+            "accuracy": accuracy_by_setting(model, processor, docs, progress=True),
+        },
         "versions": {
             "visheads_eval": visheads_eval.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(),
@@ -80,7 +85,9 @@ def check_run(run_dir: Path) -> None:
     """Raise unless ``run_dir`` is a finished training run."""
     missing = [name for name in (*RUN_FILES, "model/config.json", "model/model.safetensors") if not (run_dir / name).is_file()]
     if missing:
-        raise VisheadsError(f"{run_dir} is not a finished organism training run (`python -m tools.organism`) (missing {', '.join(missing)})")
+        raise VisheadsError(
+            f"{run_dir} is not a finished organism training run (`python -m tools.organism`) (missing {', '.join(missing)})"
+        )
 
 
 def install_run(run_dir: Path, target: Path) -> Path:

@@ -34,10 +34,10 @@ import torch
 from torch import nn
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-from visheads_eval.errors import VisheadsError
-from visheads_eval.heads import Head
 from tools.organism.batches import PATCH_ATTRIBUTES, PATCH_ATTRIBUTES_INDEX, Batch, sample_batch, sample_images
 from tools.organism.model import Architecture, build_model, build_processor
+from visheads_eval.errors import VisheadsError
+from visheads_eval.heads import Head
 
 Log = Callable[[dict], None]
 
@@ -127,7 +127,10 @@ class ExemplarProbe(nn.Module):
         loss = nn.functional.cross_entropy(self.kind(kind_state), exemplar[:, 0])
         if pointed.any():
             row, column = self.cell(cell_state[pointed]).split([PATCH_ATTRIBUTES["row"], PATCH_ATTRIBUTES["column"]], dim=-1)
-            loss = loss + (nn.functional.cross_entropy(row, exemplar[pointed, 1]) + nn.functional.cross_entropy(column, exemplar[pointed, 2])) / 2
+            loss = (
+                loss
+                + (nn.functional.cross_entropy(row, exemplar[pointed, 1]) + nn.functional.cross_entropy(column, exemplar[pointed, 2])) / 2
+            )
         return loss
 
 
@@ -186,7 +189,13 @@ def _cross_entropy_to(target: torch.Tensor, attention: torch.Tensor) -> torch.Te
 
 
 def pretrain_vision(
-    model: LlavaForConditionalGeneration, processor: LlavaProcessor, probe: PatchProbe, config: TrainConfig, rng: np.random.Generator, log: Log, progress: Callable[[], None]
+    model: LlavaForConditionalGeneration,
+    processor: LlavaProcessor,
+    probe: PatchProbe,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    log: Log,
+    progress: Callable[[], None],
 ) -> None:
     """Stage 1: the tower and projector learn the per-patch attributes."""
     params = [*model.model.vision_tower.parameters(), *model.model.multi_modal_projector.parameters(), *probe.parameters()]
@@ -197,7 +206,14 @@ def pretrain_vision(
         _step(optimizer, loss, params, lr_factor(step, config.warmup, config.vision_steps))
         progress()
         if step % 100 == 0 or step == config.vision_steps - 1:
-            log({"stage": "vision", "step": step, "loss": loss.item(), "patch_accuracy": dict(zip(PATCH_ATTRIBUTES, accuracy.tolist()))})
+            log(
+                {
+                    "stage": "vision",
+                    "step": step,
+                    "loss": loss.item(),
+                    "patch_accuracy": dict(zip(PATCH_ATTRIBUTES, accuracy.tolist(), strict=False)),
+                }
+            )
 
 
 def train_answers(
@@ -228,7 +244,7 @@ def train_answers(
     for step in range(config.steps):
         batch = sample_batch(processor, rng, config.batch)
         store: dict = {}
-        hook = model.model.multi_modal_projector.register_forward_hook(lambda _m, _i, output: store.update(features=output))
+        hook = model.model.multi_modal_projector.register_forward_hook(lambda _m, _i, output, store=store: store.update(features=output))
         try:
             out = model(
                 input_ids=batch.input_ids,
@@ -286,7 +302,9 @@ def train_answers(
     model.eval()
 
 
-def train(config: TrainConfig, log: Log, progress: Callable[[], None] = lambda: None) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+def train(
+    config: TrainConfig, log: Log, progress: Callable[[], None] = lambda: None
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """Run both stages from ``config.seed``; return the trained model and its processor."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)

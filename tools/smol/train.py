@@ -60,8 +60,8 @@ from transformers import (
 )
 
 from visheads_eval.data import synth
-from visheads_eval.organism import SHIPPED_DIR
 from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS, bbox_to_text, draw_box, question_text
+from visheads_eval.organism import SHIPPED_DIR
 
 IMAGE_TOKEN = "<image>"
 IMAGE_SEQ_LENGTH = synth.GRID * synth.GRID
@@ -218,7 +218,7 @@ def encode(processor: LlavaProcessor, samples: Sequence[Sample], with_answers: b
     prompts = [chat_prompt(processor, sample.text) for sample in samples]
     encoded = processor(images=[sample.image for sample in samples], text=prompts)
     rows, labels, last = [], [], []
-    for ids, sample in zip(encoded["input_ids"], samples):
+    for ids, sample in zip(encoded["input_ids"], samples, strict=False):
         answer = tokenizer(sample.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] if with_answers else []
         rows.append(list(ids) + answer)
         labels.append([-100] * len(ids) + answer)
@@ -303,7 +303,9 @@ def answer_loss(model: LlavaForConditionalGeneration, inputs: dict[str, torch.Te
 
 
 @torch.no_grad()
-def quick_accuracy(model: LlavaForConditionalGeneration, processor: LlavaProcessor, samples: Sequence[Sample], batch: int = 16) -> dict[str, float]:
+def quick_accuracy(
+    model: LlavaForConditionalGeneration, processor: LlavaProcessor, samples: Sequence[Sample], batch: int = 16
+) -> dict[str, float]:
     """Accuracy of the greedy first answer token, per task (teacher-forced prompt, one forward pass)."""
     model.eval()
     tokenizer = processor.tokenizer
@@ -315,7 +317,7 @@ def quick_accuracy(model: LlavaForConditionalGeneration, processor: LlavaProcess
         inputs.pop("labels")
         hidden = model.model(**inputs).last_hidden_state[torch.arange(len(chunk)), last]
         logits = model.lm_head(hidden)
-        for sample, token in zip(chunk, logits.argmax(-1).tolist()):
+        for sample, token in zip(chunk, logits.argmax(-1).tolist(), strict=False):
             expected = tokenizer(sample.answer, add_special_tokens=False)["input_ids"][0]
             hits.setdefault(sample.task, []).append(token == expected)
     model.train()
@@ -347,14 +349,20 @@ def train_stage(
     model.train()
     for step in range(steps):
         factor = lr_factor(step, steps, config.warmup)
-        for group, lr in zip(optimizer.param_groups, base):
+        for group, lr in zip(optimizer.param_groups, base, strict=False):
             group["lr"] = lr * factor
         loss = answer_loss(model, encode(processor, [next(stream) for _ in range(config.batch_size)], with_answers=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        record = {"stage": stage, "step": step + 1, "loss": round(loss.item(), 4), "lr": base[0] * factor, "elapsed": round(time.time() - clock, 1)}
+        record = {
+            "stage": stage,
+            "step": step + 1,
+            "loss": round(loss.item(), 4),
+            "lr": base[0] * factor,
+            "elapsed": round(time.time() - clock, 1),
+        }
         last = step + 1 == steps or time.time() > deadline
         if (step + 1) % config.eval_every == 0 or last:
             record["quick"] = quick_accuracy(model, processor, quick)
@@ -391,7 +399,18 @@ def train(config: TrainConfig, out: Path) -> None:
     clock = time.time()
     log({"stage": 1, "step": 0, "quick": quick_accuracy(model, processor, quick), "elapsed": 0.0})
     clock = time.time()
-    train_stage(model, processor, [{"params": list(projector.parameters()), "lr": config.stage1_lr}], 1, config.stage1_steps, stream, config, quick, log, clock)
+    train_stage(
+        model,
+        processor,
+        [{"params": list(projector.parameters()), "lr": config.stage1_lr}],
+        1,
+        config.stage1_steps,
+        stream,
+        config,
+        quick,
+        log,
+        clock,
+    )
     save_file({name: p.detach().contiguous() for name, p in projector.state_dict().items()}, str(out / "stage1_projector.safetensors"))
 
     torch.manual_seed(config.seed + 1)

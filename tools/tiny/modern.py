@@ -66,10 +66,19 @@ def _tokenizer(image_token: str, markers: tuple[str, ...], **named: str) -> PreT
 
 def _text(tokenizer: PreTrainedTokenizerFast, n_layers: int, **extra: Any) -> dict[str, Any]:
     return dict(
-        vocab_size=len(tokenizer), hidden_size=HEAD_DIM * N_HEADS, intermediate_size=128, num_hidden_layers=n_layers,
-        num_attention_heads=N_HEADS, num_key_value_heads=N_HEADS // 2, head_dim=HEAD_DIM, max_position_embeddings=1024,
-        initializer_range=INITIALIZER_RANGE, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, **extra,
+        vocab_size=len(tokenizer),
+        hidden_size=HEAD_DIM * N_HEADS,
+        intermediate_size=128,
+        num_hidden_layers=n_layers,
+        num_attention_heads=N_HEADS,
+        num_key_value_heads=N_HEADS // 2,
+        head_dim=HEAD_DIM,
+        max_position_embeddings=1024,
+        initializer_range=INITIALIZER_RANGE,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **extra,
     )
 
 
@@ -85,8 +94,17 @@ def _qwen(model_type: str, n_layers: int) -> tuple[Any, Any]:
     hidden = HEAD_DIM * N_HEADS
     if model_type == "qwen3_vl":
         rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2], "mrope_interleaved": True}
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16, spatial_merge_size=2,
-                      out_hidden_size=hidden, num_position_embeddings=64, deepstack_visual_indexes=[0, 1])
+        vision = dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            patch_size=16,
+            spatial_merge_size=2,
+            out_hidden_size=hidden,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[0, 1],
+        )
         patch = 16
         config = transformers.Qwen3VLConfig(text_config=_text(tokenizer, n_layers, rope_parameters=rope), vision_config=vision, **markers)
         model_class = transformers.Qwen3VLForConditionalGeneration
@@ -98,17 +116,31 @@ def _qwen(model_type: str, n_layers: int) -> tuple[Any, Any]:
             config = transformers.Qwen2VLConfig(text_config=text, vision_config=vision, **markers)
             model_class = transformers.Qwen2VLForConditionalGeneration
         else:
-            vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, spatial_merge_size=2,
-                          out_hidden_size=hidden, window_size=56, fullatt_block_indexes=[1])
+            vision = dict(
+                depth=2,
+                hidden_size=32,
+                intermediate_size=64,
+                num_heads=2,
+                patch_size=14,
+                spatial_merge_size=2,
+                out_hidden_size=hidden,
+                window_size=56,
+                fullatt_block_indexes=[1],
+            )
             config = transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **markers)
             model_class = transformers.Qwen2_5_VLForConditionalGeneration
         patch = 14
     cell = patch * 2
     image_processor = transformers.Qwen2VLImageProcessorPil(
-        patch_size=patch, merge_size=2, size={"shortest_edge": 4 * cell * cell, "longest_edge": 36 * cell * cell},
+        patch_size=patch,
+        merge_size=2,
+        size={"shortest_edge": 4 * cell * cell, "longest_edge": 36 * cell * cell},
     )
-    processor_class = transformers.Qwen3VLProcessor if model_type == "qwen3_vl" else (
-        transformers.Qwen2_5_VLProcessor if model_type == "qwen2_5_vl" else transformers.Qwen2VLProcessor)
+    processor_class = (
+        transformers.Qwen3VLProcessor
+        if model_type == "qwen3_vl"
+        else (transformers.Qwen2_5_VLProcessor if model_type == "qwen2_5_vl" else transformers.Qwen2VLProcessor)
+    )
     processor = images_only(processor_class)(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
     return model_class(config), processor
 
@@ -118,65 +150,132 @@ def _onevision(n_layers: int) -> tuple[Any, Any]:
     tokenizer.chat_template = IM_TEMPLATE.replace("{{ image_marker }}", "<image>")
     image, video = _ids(tokenizer, "<image>", "<video>")
     pinpoints = [[28 * r, 28 * c] for r in range(1, 4) for c in range(1, 4)]
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7,
-                  model_type="siglip_vision_model")
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=7,
+        model_type="siglip_vision_model",
+    )
     config = transformers.LlavaOnevisionConfig(
-        text_config={"model_type": "qwen2", **_text(tokenizer, n_layers)}, vision_config=vision, image_token_id=image,
-        video_token_id=video, image_grid_pinpoints=pinpoints, vision_aspect_ratio="anyres_max_2", vision_feature_layer=-1,
+        text_config={"model_type": "qwen2", **_text(tokenizer, n_layers)},
+        vision_config=vision,
+        image_token_id=image,
+        video_token_id=video,
+        image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio="anyres_max_2",
+        vision_feature_layer=-1,
     )
     image_processor = transformers.LlavaOnevisionImageProcessorPil(
-        size={"height": 28, "width": 28}, image_grid_pinpoints=pinpoints, crop_size={"height": 28, "width": 28},
+        size={"height": 28, "width": 28},
+        image_grid_pinpoints=pinpoints,
+        crop_size={"height": 28, "width": 28},
     )
     processor = images_only(transformers.LlavaOnevisionProcessor)(
-        image_processor=image_processor, tokenizer=tokenizer, num_image_tokens=16, vision_feature_select_strategy="full",
-        chat_template=tokenizer.chat_template, vision_aspect_ratio="anyres_max_2",
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        num_image_tokens=16,
+        vision_feature_select_strategy="full",
+        chat_template=tokenizer.chat_template,
+        vision_aspect_ratio="anyres_max_2",
     )
     return transformers.LlavaOnevisionForConditionalGeneration(config), processor
 
 
 def _internvl(n_layers: int) -> tuple[Any, Any]:
     markers = ("<img>", "</img>", "<video>", "<|im_start|>", "<|im_end|>")
-    tokenizer = _tokenizer("<IMG_CONTEXT>", markers, start_image_token="<img>", end_image_token="</img>",
-                           context_image_token="<IMG_CONTEXT>", video_token="<video>")
+    tokenizer = _tokenizer(
+        "<IMG_CONTEXT>",
+        markers,
+        start_image_token="<img>",
+        end_image_token="</img>",
+        context_image_token="<IMG_CONTEXT>",
+        video_token="<video>",
+    )
     tokenizer.chat_template = IM_TEMPLATE.replace("{{ image_marker }}", "<IMG_CONTEXT>")
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=[56, 56],
-                  patch_size=[14, 14])
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=[56, 56], patch_size=[14, 14]
+    )
     config = transformers.InternVLConfig(
-        text_config={"model_type": "qwen2", **_text(tokenizer, n_layers)}, vision_config=vision,
-        image_token_id=_ids(tokenizer, "<IMG_CONTEXT>")[0], image_seq_length=4, vision_feature_layer=-1,
+        text_config={"model_type": "qwen2", **_text(tokenizer, n_layers)},
+        vision_config=vision,
+        image_token_id=_ids(tokenizer, "<IMG_CONTEXT>")[0],
+        image_seq_length=4,
+        vision_feature_layer=-1,
     )
     image_processor = transformers.GotOcr2ImageProcessorPil(
-        size={"height": 56, "width": 56}, crop_to_patches=True, min_patches=1, max_patches=6,
+        size={"height": 56, "width": 56},
+        crop_to_patches=True,
+        min_patches=1,
+        max_patches=6,
     )
     processor = images_only(transformers.InternVLProcessor)(
-        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=4, chat_template=tokenizer.chat_template,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_length=4,
+        chat_template=tokenizer.chat_template,
     )
     return transformers.InternVLForConditionalGeneration(config), processor
 
 
 def _gemma3(n_layers: int, sliding_window: int) -> tuple[Any, Any]:
-    tokenizer = _tokenizer("<image_soft_token>", ("<start_of_image>", "<end_of_image>", "<start_of_turn>", "<end_of_turn>"),
-                           boi_token="<start_of_image>", eoi_token="<end_of_image>")
+    tokenizer = _tokenizer(
+        "<image_soft_token>",
+        ("<start_of_image>", "<end_of_image>", "<start_of_turn>", "<end_of_turn>"),
+        boi_token="<start_of_image>",
+        eoi_token="<end_of_image>",
+    )
     tokenizer.chat_template = GEMMA_TEMPLATE
     soft, boi, eoi = _ids(tokenizer, "<image_soft_token>", "<start_of_image>", "<end_of_image>")
-    text = _text(tokenizer, n_layers, sliding_window=sliding_window, layer_types=[("sliding_attention", "full_attention")[i % 2] for i in range(n_layers)],
-                 query_pre_attn_scalar=HEAD_DIM)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64, patch_size=8,
-                  model_type="siglip_vision_model", vision_use_head=False)
+    text = _text(
+        tokenizer,
+        n_layers,
+        sliding_window=sliding_window,
+        layer_types=[("sliding_attention", "full_attention")[i % 2] for i in range(n_layers)],
+        query_pre_attn_scalar=HEAD_DIM,
+    )
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=8,
+        model_type="siglip_vision_model",
+        vision_use_head=False,
+    )
     # Untied unembedding: with Gemma's scaled, tied embeddings a random model only echoes its last input token.
-    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=16, image_token_id=soft,
-                                       boi_token_id=boi, eoi_token_id=eoi, tie_word_embeddings=False)
+    config = transformers.Gemma3Config(
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=16,
+        image_token_id=soft,
+        boi_token_id=boi,
+        eoi_token_id=eoi,
+        tie_word_embeddings=False,
+    )
     image_processor = transformers.Gemma3ImageProcessorPil(size={"height": 64, "width": 64})
-    processor = transformers.Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=16,
-                                             chat_template=tokenizer.chat_template)
+    processor = transformers.Gemma3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=16, chat_template=tokenizer.chat_template
+    )
     return transformers.Gemma3ForConditionalGeneration(config), processor
 
 
 def _idefics(model_type: str, n_layers: int) -> tuple[Any, Any]:
-    tokenizer = _tokenizer("<image>", ("<fake_token_around_image>", "<global-img>", "<end_of_utterance>",
-                                       *(f"<row_{r}_col_{c}>" for r in range(1, 5) for c in range(1, 5))),
-                           fake_image_token="<fake_token_around_image>", global_image_token="<global-img>",
-                           end_of_utterance_token="<end_of_utterance>")
+    tokenizer = _tokenizer(
+        "<image>",
+        (
+            "<fake_token_around_image>",
+            "<global-img>",
+            "<end_of_utterance>",
+            *(f"<row_{r}_col_{c}>" for r in range(1, 5) for c in range(1, 5)),
+        ),
+        fake_image_token="<fake_token_around_image>",
+        global_image_token="<global-img>",
+        end_of_utterance_token="<end_of_utterance>",
+    )
     tokenizer.chat_template = IDEFICS_TEMPLATE
     image = _ids(tokenizer, "<image>")[0]
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
@@ -184,13 +283,19 @@ def _idefics(model_type: str, n_layers: int) -> tuple[Any, Any]:
     if model_type == "smolvlm":
         config = transformers.SmolVLMConfig(text_config=text, vision_config=vision, image_token_id=image, scale_factor=2)
         image_processor = transformers.SmolVLMImageProcessorPil(size={"longest_edge": 96}, max_image_size={"longest_edge": 32})
-        processor = images_only(transformers.SmolVLMProcessor)(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                                                               image_seq_len=4, chat_template=tokenizer.chat_template)
+        processor = images_only(transformers.SmolVLMProcessor)(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            image_seq_len=4,
+            chat_template=tokenizer.chat_template,
+        )
         return transformers.SmolVLMForConditionalGeneration(config), processor
     config = transformers.Idefics3Config(text_config=text, vision_config=vision, image_token_id=image, scale_factor=2)
     image_processor = transformers.Idefics3ImageProcessorPil(size={"longest_edge": 96}, max_image_size={"longest_edge": 32})
-    processor = transformers.Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
-                                               chat_template=tokenizer.chat_template)
+    processor = transformers.Idefics3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=tokenizer.chat_template
+    )
     return transformers.Idefics3ForConditionalGeneration(config), processor
 
 

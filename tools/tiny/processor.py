@@ -81,4 +81,3 @@ def build_llava_next_processor(
         num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE,
     )
-

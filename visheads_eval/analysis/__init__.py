@@ -19,12 +19,25 @@ from typing import Any
 # Exported name -> the module that defines it; imported on first use, so that importing one module of
 # this package (or the visheads command) does not load scipy, matplotlib, pyarrow and torch at once.
 _EXPORTS = {
-    "correlation_table": "compare", "emd": "compare", "emd_table": "compare", "pearson": "compare",
-    "CorrectOnly": "head_maps", "ranking_maps": "head_maps", "record_maps": "head_maps",
-    "leaderboard": "leaderboard", "to_latex": "leaderboard", "to_markdown": "leaderboard",
-    "ranking_table": "ranking_table", "save_ranking": "ranking_table",
-    "Run": "results", "find_runs": "results", "read_run": "results",
-    "HeadMaps": "scores", "HeadSums": "scores", "ScoreParams": "scores", "summarize": "scores",
+    "correlation_table": "compare",
+    "emd": "compare",
+    "emd_table": "compare",
+    "pearson": "compare",
+    "CorrectOnly": "head_maps",
+    "ranking_maps": "head_maps",
+    "record_maps": "head_maps",
+    "leaderboard": "leaderboard",
+    "to_latex": "leaderboard",
+    "to_markdown": "leaderboard",
+    "ranking_table": "ranking_table",
+    "save_ranking": "ranking_table",
+    "Run": "results",
+    "find_runs": "results",
+    "read_run": "results",
+    "HeadMaps": "scores",
+    "HeadSums": "scores",
+    "ScoreParams": "scores",
+    "summarize": "scores",
 }
 __all__ = sorted(_EXPORTS)
 

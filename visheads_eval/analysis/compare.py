@@ -61,7 +61,9 @@ def pearson(a: HeadMaps, b: HeadMaps, stat: str = "score") -> dict[str, float | 
         grid = f"depth{depth}"
     for maps, values in ((a, map_a), (b, map_b)):
         if np.ptp(values) == 0:
-            raise VisheadsError(f"{maps.model} on {maps.task}: every head (or layer) has the same {stat}, so its correlation with other models is undefined")
+            raise VisheadsError(
+                f"{maps.model} on {maps.task}: every head (or layer) has the same {stat}, so its correlation with other models is undefined"
+            )
     result = pearsonr(map_a.ravel(), map_b.ravel())
     return {"r": float(result.statistic), "p_value": float(result.pvalue), "n_points": int(map_a.size), "grid": grid}
 
@@ -97,7 +99,17 @@ def correlation_table(all_maps: list[HeadMaps], stat: str = "score") -> pd.DataF
     for task in _unique(m.task for m in all_maps):
         of_task = [m for m in all_maps if m.task == task]
         for m in of_task:
-            rows.append({"task": task, "model_a": m.model, "model_b": m.model, "r": 1.0, "p_value": 0.0, "n_points": m.map(stat).size, "grid": "heads"})
+            rows.append(
+                {
+                    "task": task,
+                    "model_a": m.model,
+                    "model_b": m.model,
+                    "r": 1.0,
+                    "p_value": 0.0,
+                    "n_points": m.map(stat).size,
+                    "grid": "heads",
+                }
+            )
         for a, b in combinations(of_task, 2):
             result = pearson(a, b, stat)
             rows.append({"task": task, "model_a": a.model, "model_b": b.model, **result})

@@ -90,7 +90,15 @@ def heatmaps(maps: Sequence[HeadMaps], stat: str = "image_attn") -> Figure:
             ax.set_title(f"{names[model]}\n{task}", fontsize=8)
             found = by_key.get((model, task))
             if found is None or np.isnan(found.maps[stat]).all():
-                ax.text(0.5, 0.5, "no data" if found is None else "no region\nin this task", ha="center", va="center", fontsize=8, transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no data" if found is None else "no region\nin this task",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    transform=ax.transAxes,
+                )
                 ax.set_xticks([]), ax.set_yticks([])
                 continue
             image = ax.imshow(found.maps[stat], aspect="auto", cmap="viridis", norm=norm, interpolation="nearest")
@@ -125,8 +133,16 @@ def attention_vs_concentration(maps: Sequence[HeadMaps], accuracy: Mapping[tuple
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", fontsize=8, transform=ax.transAxes)
                 continue
             relative = np.repeat((np.arange(found.n_layers) + 0.5) / found.n_layers, found.n_heads)
-            points = ax.scatter(found.maps["image_attn"].ravel(), found.maps["concentration"].ravel(), c=relative, cmap="plasma",
-                                norm=depth, s=4, linewidths=0, rasterized=True)
+            points = ax.scatter(
+                found.maps["image_attn"].ravel(),
+                found.maps["concentration"].ravel(),
+                c=relative,
+                cmap="plasma",
+                norm=depth,
+                s=4,
+                linewidths=0,
+                rasterized=True,
+            )
     if points is not None:
         fig.colorbar(points, ax=axes, shrink=0.8, label="relative depth of the head's layer")
     fig.suptitle("Attention to the image vs concentration, a point per head", fontsize=11)
@@ -156,8 +172,9 @@ def layer_scatter(maps: Sequence[HeadMaps], task: str) -> Figure:
             continue
         for m in of_task:
             if index < m.n_layers:
-                ax.scatter(m.maps["image_attn"][index], m.maps["concentration"][index], s=5, color=colours[m.model], linewidths=0,
-                           rasterized=True)
+                ax.scatter(
+                    m.maps["image_attn"][index], m.maps["concentration"][index], s=5, color=colours[m.model], linewidths=0, rasterized=True
+                )
         ax.set_title(f"layer {index}", fontsize=8)
         ax.set_xlim(0, x_max), ax.set_ylim(0, y_max)
         _label_outer(ax, bottom=index >= n_layers - n_cols, left=index % n_cols == 0, xlabel="image attention", ylabel="concentration")
@@ -221,9 +238,9 @@ def correlation_matrices(table: pd.DataFrame) -> Figure:
     fig, axes = _figure(math.ceil(len(tasks) / n_cols), n_cols, width=size, height=size)
     norm = Normalize(-1.0, 1.0)
     image = None
-    for ax in axes.ravel()[len(tasks):]:
+    for ax in axes.ravel()[len(tasks) :]:
         ax.set_axis_off()
-    for ax, task in zip(axes.ravel(), tasks):
+    for ax, task in zip(axes.ravel(), tasks, strict=False):
         rows = table[table["task"] == task]
         order = list(dict.fromkeys(rows["model_a"]))
         matrix = rows.pivot(index="model_a", columns="model_b", values="r").reindex(index=order, columns=order)

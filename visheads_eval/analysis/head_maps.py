@@ -122,7 +122,10 @@ def record_maps(
     if wanted is not None:
         absent = [task for task in wanted if task not in seen_tasks]
         if absent:
-            raise VisheadsError(f"no samples of task '{absent[0]}'{did_you_mean(absent[0], seen_tasks)} in the record folders; they hold {', '.join(sorted(seen_tasks))}")
+            raise VisheadsError(
+                f"no samples of task '{absent[0]}'{did_you_mean(absent[0], seen_tasks)} in the record folders; they hold "
+                f"{', '.join(sorted(seen_tasks))}"
+            )
     maps = []
     for (model, task), pieces in parts.items():
         _check_recorded_once(model, pieces)
@@ -164,14 +167,19 @@ def ranking_maps(path: Path) -> HeadMaps:
     if missing:
         raise VisheadsError(f"ranking file {path} lacks the columns {', '.join(missing)}; write rankings with `visheads rank`")
     grid = table.sort_values(["layer", "head"])
-    maps = {name: grid[name].to_numpy(dtype=float).reshape(shape.n_layers, shape.n_heads) for name in ("image_attn", "region_attn", "concentration", "score")}
+    maps = {
+        name: grid[name].to_numpy(dtype=float).reshape(shape.n_layers, shape.n_heads)
+        for name in ("image_attn", "region_attn", "concentration", "score")
+    }
     task = "ranking"
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         try:
             task = "+".join(json.loads(sidecar.read_text())["tasks"])
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise VisheadsError(f"{sidecar} (beside the ranking {path.name}) is not the JSON that `visheads rank` writes: {error}") from error
+            raise VisheadsError(
+                f"{sidecar} (beside the ranking {path.name}) is not the JSON that `visheads rank` writes: {error}"
+            ) from error
     n_samples = int(grid["n_samples"].iloc[0])
     return HeadMaps(str(models[0]), task, n_samples, 0, 0, maps, sources=(str(path.resolve()),))
 
@@ -187,5 +195,6 @@ def _check_recorded_once(model: str, pieces: list[dict]) -> None:
         same = twice & (keys["task"] == first["task"]) & (keys["split"] == first["split"]) & (keys["doc_id"] == first["doc_id"])
         raise VisheadsError(
             f"{model}: {int(keys.duplicated(['task', 'split', 'doc_id']).sum())} samples were recorded in more than one folder "
-            f"(e.g. {first['task']}/{first['split']}/{first['doc_id']} in {' and '.join(keys.loc[same, 'directory'])}); give each sample's folder once"
+            f"(e.g. {first['task']}/{first['split']}/{first['doc_id']} in {' and '.join(keys.loc[same, 'directory'])}); give each "
+            "sample's folder once"
         )

@@ -12,12 +12,12 @@ results file's ``visheads`` block).
 Runs of lmms-eval and of lm-eval (``visheads lm-eval``) are read alike (:mod:`visheads_eval.analysis.results`);
 the ``host`` column says which wrote a row. A model evaluated through both hosts gets a table per host, each
 mask paired with that host's unmasked run (the hosts prompt differently). When a model has several runs of
-one mask (and seed) on one task and host, the newest (by the host's date in the file name) is used. Runs of one mask with different seeds (random heads drawn again) are separate
-rows, labelled ``<mask> seed=<seed>``, beside a ``<mask> mean`` row: their mean drop, its standard
-deviation over the seeds and how many. :func:`compare_masks` says whether one mask's drop exceeds
-another's, paired over the documents both answered. The runs chosen for one mask and seed of one model must agree on
-the heads removed: a mask that removed different heads in different runs (e.g. after re-ranking) is an
-error, not a silent mix.
+one mask (and seed) on one task and host, the newest (by the host's date in the file name) is used. Runs of
+one mask with different seeds (random heads drawn again) are separate rows, labelled ``<mask>
+seed=<seed>``, beside a ``<mask> mean`` row: their mean drop, its standard deviation over the seeds and
+how many. :func:`compare_masks` says whether one mask's drop exceeds another's, paired over the documents
+both answered. The runs chosen for one mask and seed of one model must agree on the heads removed: a
+mask that removed different heads in different runs (e.g. after re-ranking) is an error, not a silent mix.
 """
 
 from __future__ import annotations
@@ -34,8 +34,28 @@ from visheads_eval.analysis.paired import BOOTSTRAP_SEED, PairedDrop, paired_dro
 from visheads_eval.analysis.results import NO_MASK, Run, correct_docs, metric_points, primary_metric, task_metrics
 from visheads_eval.errors import VisheadsError, did_you_mean
 
-COLUMNS = ("model", "host", "mask", "task", "metric", "value", "drop", "n_docs", "drop_ci_low", "drop_ci_high", "p_mcnemar",
-           "bootstrap_seed", "drop_sd", "n_seeds", "mask_mode", "n_masked", "heads", "mask_seed", "ranking", "results_file")
+COLUMNS = (
+    "model",
+    "host",
+    "mask",
+    "task",
+    "metric",
+    "value",
+    "drop",
+    "n_docs",
+    "drop_ci_low",
+    "drop_ci_high",
+    "p_mcnemar",
+    "bootstrap_seed",
+    "drop_sd",
+    "n_seeds",
+    "mask_mode",
+    "n_masked",
+    "heads",
+    "mask_seed",
+    "ranking",
+    "results_file",
+)
 SEED_LABEL = " seed="  # "<mask> seed=<seed>": one draw of a random or others mask
 MEAN_LABEL = " mean"  # "<mask> mean": the draws of one mask over its seeds
 MARK_INCLUDES_ZERO = "†"
@@ -61,12 +81,22 @@ def leaderboard(
     for (model, host, mask, task), run in chosen.items():
         metric = metric_of[task]
         value = metric_points(run, task, metric, percent_metrics)
-        rows.append({
-            "model": model, "host": host, "mask": mask, "task": task, "metric": metric, "value": value,
-            "mask_mode": run.mask_mode, "n_masked": None if run.heads is None else len(run.heads),
-            "heads": None if run.heads is None else " ".join(run.heads),
-            "mask_seed": run.mask_seed, "ranking": run.ranking, "results_file": str(run.path),
-        })
+        rows.append(
+            {
+                "model": model,
+                "host": host,
+                "mask": mask,
+                "task": task,
+                "metric": metric,
+                "value": value,
+                "mask_mode": run.mask_mode,
+                "n_masked": None if run.heads is None else len(run.heads),
+                "heads": None if run.heads is None else " ".join(run.heads),
+                "mask_seed": run.mask_seed,
+                "ranking": run.ranking,
+                "results_file": str(run.path),
+            }
+        )
     table = pd.DataFrame(rows)
     baseline = table[table["mask"] == NO_MASK].set_index(["model", "host", "task"])["value"]
     keys = pd.MultiIndex.from_frame(table[["model", "host", "task"]])
@@ -80,11 +110,17 @@ def leaderboard(
         unmasked = chosen.get((row["model"], row["host"], NO_MASK, row["task"]))
         if row["mask"] == NO_MASK or unmasked is None:
             continue
-        pair = _paired(unmasked, chosen[(row["model"], row["host"], row["mask"], row["task"])], row["task"], metric_of[row["task"]],
-                       correctness)
+        pair = _paired(
+            unmasked, chosen[(row["model"], row["host"], row["mask"], row["task"])], row["task"], metric_of[row["task"]], correctness
+        )
         if pair is not None:
             table.loc[index, ["drop", "n_docs", "drop_ci_low", "drop_ci_high", "p_mcnemar"]] = (
-                pair.drop, pair.n_docs, pair.ci_low, pair.ci_high, pair.p_mcnemar)
+                pair.drop,
+                pair.n_docs,
+                pair.ci_low,
+                pair.ci_high,
+                pair.p_mcnemar,
+            )
             table.loc[index, "bootstrap_seed"] = BOOTSTRAP_SEED
     for column in ("value", "drop", "drop_ci_low", "drop_ci_high"):
         table[column] = table[column].astype(float).round(4)
@@ -97,8 +133,14 @@ def leaderboard(
     table["mask_seed"] = table["mask_seed"].astype("Int64")
     entries = list(dict.fromkeys(zip(table["model"], table["host"], strict=True)))
     task_order = list(dict.fromkeys([*(wanted or []), *table["task"]]))
-    order = sorted(table.index, key=lambda i: (entries.index((table.at[i, "model"], table.at[i, "host"])), mask_order(table.at[i, "mask"]),
-                                               task_order.index(table.at[i, "task"])))
+    order = sorted(
+        table.index,
+        key=lambda i: (
+            entries.index((table.at[i, "model"], table.at[i, "host"])),
+            mask_order(table.at[i, "mask"]),
+            task_order.index(table.at[i, "task"]),
+        ),
+    )
     return table.loc[order, list(COLUMNS)].reset_index(drop=True)
 
 
@@ -137,7 +179,20 @@ def _choose(runs: Iterable[Run], wanted: list[str] | None) -> dict[tuple[str, st
     return chosen
 
 
-COMPARE_COLUMNS = ("model", "host", "task", "metric", "mask_a", "mask_b", "n_docs", "difference", "ci_low", "ci_high", "p_mcnemar", "bootstrap_seed")
+COMPARE_COLUMNS = (
+    "model",
+    "host",
+    "task",
+    "metric",
+    "mask_a",
+    "mask_b",
+    "n_docs",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_mcnemar",
+    "bootstrap_seed",
+)
 
 
 def compare_masks(
@@ -151,7 +206,9 @@ def compare_masks(
     labels = {mask for _, _, mask, _ in chosen}
     for mask in (mask_a, mask_b):
         if mask not in labels:
-            raise VisheadsError(f"no results of mask '{mask}'{did_you_mean(mask, labels)}; the results have {', '.join(sorted(labels, key=mask_order))}")
+            raise VisheadsError(
+                f"no results of mask '{mask}'{did_you_mean(mask, labels)}; the results have {', '.join(sorted(labels, key=mask_order))}"
+            )
     rows = []
     for (model, host, mask, task), run_a in chosen.items():
         run_b = chosen.get((model, host, mask_b, task))
@@ -161,9 +218,22 @@ def compare_masks(
         pair = paired_drop(correct_docs(run_b, task, metric), correct_docs(run_a, task, metric))
         if pair is None:
             raise VisheadsError(f"{run_a.path} and {run_b.path} share no document of {task}; evaluate both on the same documents")
-        rows.append({"model": model, "host": host, "task": task, "metric": metric, "mask_a": mask_a, "mask_b": mask_b, "n_docs": pair.n_docs,
-                     "difference": round(pair.drop, 4), "ci_low": round(pair.ci_low, 4), "ci_high": round(pair.ci_high, 4),
-                     "p_mcnemar": pair.p_mcnemar, "bootstrap_seed": BOOTSTRAP_SEED})
+        rows.append(
+            {
+                "model": model,
+                "host": host,
+                "task": task,
+                "metric": metric,
+                "mask_a": mask_a,
+                "mask_b": mask_b,
+                "n_docs": pair.n_docs,
+                "difference": round(pair.drop, 4),
+                "ci_low": round(pair.ci_low, 4),
+                "ci_high": round(pair.ci_high, 4),
+                "p_mcnemar": pair.p_mcnemar,
+                "bootstrap_seed": BOOTSTRAP_SEED,
+            }
+        )
     if not rows:
         raise VisheadsError(f"no model has runs of both '{mask_a}' and '{mask_b}' on one task")
     return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
@@ -173,16 +243,28 @@ def _seed_means(table: pd.DataFrame) -> pd.DataFrame:
     """One row per mask drawn with several seeds, task and model: the mean value and drop over the seeds, the
     drop's standard deviation over them (``drop_sd``) and how many (``n_seeds``)."""
     drawn = table[table["mask"].str.contains(SEED_LABEL, regex=False)]
-    groups = drawn.assign(base=drawn["mask"].str.split(SEED_LABEL, regex=False).str[0]).groupby(["model", "host", "base", "task"], sort=False)
+    groups = drawn.assign(base=drawn["mask"].str.split(SEED_LABEL, regex=False).str[0]).groupby(
+        ["model", "host", "base", "task"], sort=False
+    )
     rows = []
     for (model, host, base, task), seeds in groups:
         first = seeds.iloc[0]
-        rows.append({
-            "model": model, "host": host, "mask": base + MEAN_LABEL, "task": task, "metric": first["metric"],
-            "value": round(seeds["value"].mean(), 4), "drop": round(seeds["drop"].mean(), 4),
-            "drop_sd": round(seeds["drop"].std(ddof=1), 4), "n_seeds": len(seeds), "mask_mode": first["mask_mode"],
-            "n_masked": first["n_masked"], "ranking": first["ranking"],
-        })
+        rows.append(
+            {
+                "model": model,
+                "host": host,
+                "mask": base + MEAN_LABEL,
+                "task": task,
+                "metric": first["metric"],
+                "value": round(seeds["value"].mean(), 4),
+                "drop": round(seeds["drop"].mean(), 4),
+                "drop_sd": round(seeds["drop"].std(ddof=1), 4),
+                "n_seeds": len(seeds),
+                "mask_mode": first["mask_mode"],
+                "n_masked": first["n_masked"],
+                "ranking": first["ranking"],
+            }
+        )
     return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"n_seeds": "Int64"})
 
 
@@ -199,8 +281,9 @@ def _paired(unmasked: Run, masked: Run, task: str, metric: str, correctness: dic
         if base is not None:
             pair = paired_drop(base, ablated)
             if pair is None:
-                raise VisheadsError(f"{masked.path} and the unmasked {unmasked.path} share no document of {task}; "
-                                    "evaluate both on the same documents")
+                raise VisheadsError(
+                    f"{masked.path} and the unmasked {unmasked.path} share no document of {task}; evaluate both on the same documents"
+                )
             return pair
     counts = unmasked.n_samples.get(task), masked.n_samples.get(task)
     if None not in counts and counts[0] != counts[1]:
@@ -278,19 +361,25 @@ def to_markdown(table: pd.DataFrame, links_from: Path | None = None) -> str:
     for model, host, title in _entries(table):
         rows = _rows_of(table, model, host)
         wide = _wide(rows, ("↓", "↑", MARK_INCLUDES_ZERO, "±"))
-        parts.append(f"## {title}\n\nValues in accuracy points; mask rows give the drop from the unmasked run, over the "
-                     "documents both answered.\n\n")
+        parts.append(
+            f"## {title}\n\nValues in accuracy points; mask rows give the drop from the unmasked run, over the documents both answered.\n\n"
+        )
         parts.append(wide.to_markdown(tablefmt="github") + "\n")
         if (rows["drop_ci_low"] <= 0).mul(rows["drop_ci_high"] >= 0).any():
-            parts.append(f"\n{MARK_INCLUDES_ZERO} the 95% paired bootstrap interval of the drop includes 0 "
-                         "(leaderboard.csv has every interval and McNemar p-value).\n")
+            parts.append(
+                f"\n{MARK_INCLUDES_ZERO} the 95% paired bootstrap interval of the drop includes 0 "
+                "(leaderboard.csv has every interval and McNemar p-value).\n"
+            )
         if rows["n_seeds"].notna().any():
             parts.append("\n`<mask> mean` rows: the mean drop over the mask's seeds ± its standard deviation over them.\n")
         masks = rows[(rows["mask"] != NO_MASK) & rows["n_seeds"].isna()]
         if len(masks):
             listing = masks.groupby("mask", sort=False).agg(
-                mode=("mask_mode", "first"), n_masked=("n_masked", "first"), heads=("heads", "first"),
-                n_docs=("n_docs", _counts), results_files=("results_file", file_cell),
+                mode=("mask_mode", "first"),
+                n_masked=("n_masked", "first"),
+                heads=("heads", "first"),
+                n_docs=("n_docs", _counts),
+                results_files=("results_file", file_cell),
             )
             listing = listing.reindex(sorted(listing.index, key=mask_order)).fillna("unknown")
             parts.append(f"\nHeads removed by each mask of {title}:\n\n" + listing.to_markdown(tablefmt="github") + "\n")
@@ -309,14 +398,26 @@ def to_latex(table: pd.DataFrame) -> str:
     for model, host, title in _entries(table):
         wide = _wide(_rows_of(table, model, host), (r"$\downarrow$", r"$\uparrow$", r"\dag{}", r"$\pm$"), interval=True)
         styler = wide.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-        caption = (f"Accuracy of {title} with no mask and its drop (points) under each mask, over the documents both runs "
-                   "answered, with its 95% paired bootstrap interval; a dagger marks an interval that includes 0.")
+        caption = (
+            f"Accuracy of {title} with no mask and its drop (points) under each mask, over the documents both runs "
+            "answered, with its 95% paired bootstrap interval; a dagger marks an interval that includes 0."
+        )
         parts.append(styler.to_latex(hrules=True, caption=_latex_escape(caption), position="t") + "\n")
     return "".join(parts)
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _latex_escape(text: str) -> str:

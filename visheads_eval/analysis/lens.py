@@ -76,8 +76,15 @@ def _band(values: np.ndarray, how: str, seed: int) -> tuple[np.ndarray, np.ndarr
     if len(values) < 2:
         return value, np.full_like(value, np.nan, dtype=float), np.full_like(value, np.nan, dtype=float)
     interval = stats.bootstrap(
-        (values,), lambda x, axis: summarise(x, axis=axis), axis=0, vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES,
-        batch=max(1, _BOOTSTRAP_CHUNK // values.size), confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed),
+        (values,),
+        lambda x, axis: summarise(x, axis=axis),
+        axis=0,
+        vectorized=True,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        batch=max(1, _BOOTSTRAP_CHUNK // values.size),
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(seed),
     ).confidence_interval
     return value, np.asarray(interval.low, dtype=float), np.asarray(interval.high, dtype=float)
 
@@ -102,7 +109,9 @@ def lens_curves(records: Records, task: str, seed: int = BOOTSTRAP_SEED) -> Lens
     rows = []
     for measure, values in per_sample.items():
         value, low, high = _band(values, MEASURES[measure][0], seed)
-        rows.append(pd.DataFrame({"measure": measure, "reading": readings, "depth": readings / n_layers, "value": value, "low": low, "high": high}))
+        rows.append(
+            pd.DataFrame({"measure": measure, "reading": readings, "depth": readings / n_layers, "value": value, "low": low, "high": high})
+        )
     with_image = selected.meta["n_image_tokens"].to_numpy() > 0
     image = selected.stat("image_attn")[with_image].mean(axis=0)  # (layer, head)
     concentration = selected.stat("concentration")[with_image].mean(axis=0)
@@ -112,12 +121,21 @@ def lens_curves(records: Records, task: str, seed: int = BOOTSTRAP_SEED) -> Lens
         {
             "layer": layers,
             "depth": (layers + 0.5) / n_layers,  # inside layer l: between readings l and l + 1
-            "top_head": [f"L{layer}H{head}" for layer, head in zip(layers, top)],
+            "top_head": [f"L{layer}H{head}" for layer, head in zip(layers, top, strict=False)],
             "image_attn": image[layers, top] if with_image.any() else np.nan,
             "concentration": concentration[layers, top] if with_image.any() else np.nan,
         }
     )
-    return LensCurves(model_label(selected.run), task, str(selected.run.get("position")), n_layers, len(selected), pd.concat(rows, ignore_index=True), settle, attention)
+    return LensCurves(
+        model_label(selected.run),
+        task,
+        str(selected.run.get("position")),
+        n_layers,
+        len(selected),
+        pd.concat(rows, ignore_index=True),
+        settle,
+        attention,
+    )
 
 
 def record_lens_curves(directories: Sequence[Path], tasks: Sequence[str] | None = None, progress: bool = True) -> list[LensCurves]:
@@ -132,9 +150,9 @@ def record_lens_curves(directories: Sequence[Path], tasks: Sequence[str] | None 
 
 def curves_table(curves: Sequence[LensCurves]) -> pd.DataFrame:
     """Every curve as one long table: model, task, n_samples, measure, reading, depth, value, low, high."""
-    return pd.concat(
-        [c.curves.assign(model=c.model, task=c.task, n_samples=c.n_samples) for c in curves], ignore_index=True
-    )[["model", "task", "n_samples", "measure", "reading", "depth", "value", "low", "high"]]
+    return pd.concat([c.curves.assign(model=c.model, task=c.task, n_samples=c.n_samples) for c in curves], ignore_index=True)[
+        ["model", "task", "n_samples", "measure", "reading", "depth", "value", "low", "high"]
+    ]
 
 
 def settle_table(curves: Sequence[LensCurves]) -> pd.DataFrame:
@@ -144,8 +162,14 @@ def settle_table(curves: Sequence[LensCurves]) -> pd.DataFrame:
         q25, median, q75 = np.percentile(c.settle, [25, 50, 75])
         rows.append(
             {
-                "model": c.model, "task": c.task, "n_samples": c.n_samples, "n_layers": c.n_layers,
-                "settle_q25": q25, "settle_median": median, "settle_q75": q75, "settle_mean": float(c.settle.mean()),
+                "model": c.model,
+                "task": c.task,
+                "n_samples": c.n_samples,
+                "n_layers": c.n_layers,
+                "settle_q25": q25,
+                "settle_median": median,
+                "settle_q75": q75,
+                "settle_mean": float(c.settle.mean()),
                 "settle_depth_median": median / c.n_layers,
                 "settled_at_embeddings": float((c.settle == 0).mean()),
             }
@@ -159,8 +183,12 @@ def lens_figure(curves: Sequence[LensCurves]) -> Figure:
     tasks = list(dict.fromkeys(c.task for c in curves))
     models = list(dict.fromkeys(c.model for c in curves))
     names, colours = short_names(models), model_colours(models)
-    rows = [("attention", "top head per layer"), ("answer_logprob", MEASURES["answer_logprob"][1]),
-            ("kl_to_final", MEASURES["kl_to_final"][1]), ("settled_share", MEASURES["settled_share"][1])]
+    rows = [
+        ("attention", "top head per layer"),
+        ("answer_logprob", MEASURES["answer_logprob"][1]),
+        ("kl_to_final", MEASURES["kl_to_final"][1]),
+        ("settled_share", MEASURES["settled_share"][1]),
+    ]
     fig = Figure(figsize=(max(2.4 * len(tasks) + 1.0, MIN_WIDTH), 1.9 * len(rows) + 1.0), layout="constrained")
     axes = np.asarray(fig.subplots(len(rows), len(tasks), squeeze=False, sharex=True, sharey="row"))
     for column, task in enumerate(tasks):
@@ -192,4 +220,3 @@ def lens_figure(curves: Sequence[LensCurves]) -> Figure:
     positions = " / ".join(dict.fromkeys(c.position.replace("_", " ") for c in curves))
     fig.suptitle(f"Where attention and the answer settle: the logit lens at the {positions} position", fontsize=10)
     return fig
-

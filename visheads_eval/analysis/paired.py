@@ -44,8 +44,14 @@ def paired_drop(unmasked: Mapping[int, bool], masked: Mapping[int, bool], seed: 
         low = high = 0.0
     else:
         interval = stats.bootstrap(
-            (base, ablated), lambda b, a, axis: 100.0 * (b.mean(axis=axis) - a.mean(axis=axis)), paired=True, vectorized=True,
-            n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed),
+            (base, ablated),
+            lambda b, a, axis: 100.0 * (b.mean(axis=axis) - a.mean(axis=axis)),
+            paired=True,
+            vectorized=True,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            confidence_level=0.95,
+            method="percentile",
+            rng=np.random.default_rng(seed),
         ).confidence_interval
         low, high = float(interval.low), float(interval.high)
     only_unmasked = int(((base == 1) & (ablated == 0)).sum())

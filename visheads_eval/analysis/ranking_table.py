@@ -31,19 +31,21 @@ def ranking_table(maps: HeadMaps) -> pd.DataFrame:
     order = np.lexsort((head, layer, -score))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
-    table = pd.DataFrame({
-        "model": maps.model,
-        "layer": layer,
-        "head": head,
-        "name": [str(Head(int(l), int(h))) for l, h in zip(layer, head)],
-        "stage": [stage_of(int(l), n_layers) for l in layer],
-        "score": score,
-        "rank": rank,
-        "image_attn": maps.maps["image_attn"].ravel(),
-        "region_attn": maps.maps["region_attn"].ravel(),
-        "concentration": maps.maps["concentration"].ravel(),
-        "n_samples": maps.n_samples,
-    })
+    table = pd.DataFrame(
+        {
+            "model": maps.model,
+            "layer": layer,
+            "head": head,
+            "name": [str(Head(int(layer_), int(head_))) for layer_, head_ in zip(layer, head, strict=True)],
+            "stage": [stage_of(int(layer_), n_layers) for layer_ in layer],
+            "score": score,
+            "rank": rank,
+            "image_attn": maps.maps["image_attn"].ravel(),
+            "region_attn": maps.maps["region_attn"].ravel(),
+            "concentration": maps.maps["concentration"].ravel(),
+            "n_samples": maps.n_samples,
+        }
+    )
     return table.sort_values("rank").loc[:, list(COLUMNS)].reset_index(drop=True)
 
 
@@ -58,8 +60,10 @@ def recorded_weights(sources: tuple[str, ...]) -> dict | None:
                 found.setdefault(json.dumps(weights, sort_keys=True), {"weights": weights, "folder": source})
     if len(found) > 1:
         first, second = list(found.values())[:2]
-        raise VisheadsError(f"{first['folder']} and {second['folder']} were recorded on different weights "
-                            f"({weights_difference(first['weights'], second['weights'])}); rank them separately")
+        raise VisheadsError(
+            f"{first['folder']} and {second['folder']} were recorded on different weights "
+            f"({weights_difference(first['weights'], second['weights'])}); rank them separately"
+        )
     return next(iter(found.values()))["weights"] if found else None
 
 

@@ -5,8 +5,8 @@ The two hosts lay their output out alike but name it differently (:data:`HOSTS`)
 beside it; lm-eval (``visheads lm-eval``) writes ``<output>/<model>/results_<date>.json`` and
 ``samples_<task>_<date>.jsonl``. Both results files hold ``results`` (``"metric,filter"`` keys),
 ``config.model_args``, ``n-samples`` and, for runs of this project's models, the ``visheads`` block (at
-the top of lmms-eval's, in lm-eval's ``config``); both samples files hold one document a line with its ``doc_id`` and each metric under its name
-(lm-eval writes one line per document and filter; the ``none`` filter is read, or the only one).
+the top of lmms-eval's, in lm-eval's ``config``); both samples files hold one document a line with its
+``doc_id`` and each metric under its name (lm-eval writes one line per document and filter; the ``none`` filter is read, or the only one).
 
 A masked and an unmasked run of one model share that folder, so a run is identified from the file's
 content, never from folder names: the model is the ``pretrained`` of the ``visheads`` block or of
@@ -45,7 +45,6 @@ PRIMARY_METRICS: tuple[tuple[str, str], ...] = (
 ACCURACY_NAMES = ("accuracy", "acc", "exact_match")
 # Metrics that lmms-eval reports in percent rather than as a fraction.
 PERCENT_METRICS = frozenset({"gpt_eval_score"})
-
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,9 @@ def read_run(path: Path) -> Run:
         ranking=ranking,
         record_dir=record.get("dir"),
         results=results,
-        n_samples={task: int(n["effective"]) for task, n in (data.get("n-samples") or {}).items() if isinstance(n, dict) and "effective" in n},
+        n_samples={
+            task: int(n["effective"]) for task, n in (data.get("n-samples") or {}).items() if isinstance(n, dict) and "effective" in n
+        },
     )
 
 
@@ -217,13 +218,16 @@ def metric_points(run: Run, task: str, metric: str, percent_metrics: Iterable[st
     """The value of ``metric`` for ``task`` in ``run``, in accuracy points (0..100)."""
     metrics = task_metrics(run, task)
     if metric not in metrics:
-        raise VisheadsError(f"{run.path}: task {task} has no metric '{metric}'{did_you_mean(metric, metrics)}; it reports {', '.join(metrics)}")
+        raise VisheadsError(
+            f"{run.path}: task {task} has no metric '{metric}'{did_you_mean(metric, metrics)}; it reports {', '.join(metrics)}"
+        )
     value = metrics[metric]
     if metric in PERCENT_METRICS or metric in set(percent_metrics):
         return value
     if not 0.0 <= value <= 1.0 or math.isnan(value):
         raise VisheadsError(
-            f"{run.path}: {metric} of {task} is {value}, not a fraction in 0..1; if it is already in percent, pass --percent-metric {metric}"
+            f"{run.path}: {metric} of {task} is {value}, not a fraction in 0..1; if it is already in percent, pass "
+            f"--percent-metric {metric}"
         )
     return 100.0 * value
 
@@ -274,7 +278,9 @@ def is_correct(metric: str, value: Any) -> bool:
         from lmms_eval.tasks.qbench.utils import evaluate_q_bench
 
         return evaluate_q_bench([{"id": 0, **value}])[1]["acc"] == 1.0
-    raise VisheadsError(f"per-sample correctness cannot be read from the '{metric}' field of the samples file; choose another --metric or use all samples")
+    raise VisheadsError(
+        f"per-sample correctness cannot be read from the '{metric}' field of the samples file; choose another --metric or use all samples"
+    )
 
 
 def correct_docs(run: Run, task: str, metric: str) -> dict[int, bool]:

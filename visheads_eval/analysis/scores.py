@@ -48,7 +48,9 @@ class ScoreParams:
         if not self.eps > 0:
             raise VisheadsError(f"score eps must be > 0 so that func(l) = k / (l + eps) is finite at layer 0 (got {self.eps})")
         if self.k < 0 or self.a < 0 or self.b < 0:
-            raise VisheadsError(f"score constants k, a, b must be >= 0 so that func(l) fades with depth (got k={self.k}, a={self.a}, b={self.b})")
+            raise VisheadsError(
+                f"score constants k, a, b must be >= 0 so that func(l) fades with depth (got k={self.k}, a={self.a}, b={self.b})"
+            )
 
     def func(self, n_layers: int) -> np.ndarray:
         """``func(l)`` for every layer ``l`` of a model with ``n_layers`` layers, shape (layer,)."""
@@ -135,7 +137,9 @@ class HeadSums:
         for name, values in (("image_attn", image), ("concentration", conc)):
             if not np.isfinite(values).all():
                 bad = ~np.isfinite(values).all(axis=(1, 2))
-                raise VisheadsError(f"{where}: {name} is NaN or infinite in {np.count_nonzero(bad)} samples with image tokens; the record set is damaged")
+                raise VisheadsError(
+                    f"{where}: {name} is NaN or infinite in {np.count_nonzero(bad)} samples with image tokens; the record set is damaged"
+                )
         has_region = ~np.isnan(region).any(axis=(1, 2))
         if not has_region.all():
             region = region[has_region]
@@ -170,7 +174,9 @@ class HeadSums:
                 f"{self.n_without_image} without image tokens)"
             )
         if params.part == "region" and self.n_region_samples == 0:
-            raise VisheadsError(f"{model} on {task}: the region score needs samples with a question region and none has one; use part=image")
+            raise VisheadsError(
+                f"{model} on {task}: the region score needs samples with a question region and none has one; use part=image"
+            )
         by_region = self.n_region_samples or np.nan
         maps = {
             "image_attn": self.sums["image_attn"] / self.n_samples,
@@ -195,4 +201,6 @@ def summarize(
 
     Arrays are (sample, layer, head), ``n_image_tokens`` is (sample,); see :meth:`HeadSums.of`.
     """
-    return HeadSums.of(image_attn, region_attn, concentration, n_image_tokens, params, keep, f"{model} on {task}").means(model, task, params)
+    return HeadSums.of(image_attn, region_attn, concentration, n_image_tokens, params, keep, f"{model} on {task}").means(
+        model, task, params
+    )

@@ -205,7 +205,7 @@ class HeadRecorder(HookContext):
         ``answer_token`` -> ``(batch,)`` (see :mod:`visheads_eval.capture.lens`)."""
         if self._readout is None:
             raise VisheadsError("this HeadRecorder does not read the logit lens; create it with logit_lens=True")
-        self.stats  # raises if a batch is incomplete
+        _ = self.stats  # raises if a batch is incomplete
         if any(batch.lens is None for batch in self._batches):
             raise VisheadsError("a batch recorded attention but not the logit lens at its query position")
         return {name: np.concatenate([batch.lens[name].numpy() for batch in self._batches]) for name in (*LENS_STATISTICS, "answer_token")}
@@ -213,7 +213,7 @@ class HeadRecorder(HookContext):
     @property
     def token_counts(self) -> dict[str, np.ndarray]:
         """Per sample ``(batch,)``: ``n_keys`` the query saw, ``n_image_tokens``, ``n_region_tokens``."""
-        self.stats  # raises if a batch is incomplete
+        _ = self.stats  # raises if a batch is incomplete
         counts = {
             "n_keys": [b.n_keys.cpu().numpy() for b in self._batches],
             "n_image_tokens": [b.image.sum(-1).cpu().numpy() for b in self._batches],

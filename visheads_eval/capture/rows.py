@@ -84,9 +84,7 @@ def attention_row(call: KernelCall) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.softmax(scores, dim=-1), keys
 
 
-def row_statistics(
-    alpha: torch.Tensor, image: torch.Tensor, region: torch.Tensor | None = None
-) -> dict[str, torch.Tensor]:
+def row_statistics(alpha: torch.Tensor, image: torch.Tensor, region: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-head statistics of rows ``alpha (batch, n_heads, kv_len)``.
 
     ``image`` and ``region`` are boolean ``(batch, kv_len)`` marks of the image tokens and of the

@@ -14,7 +14,19 @@ import sys
 from visheads_eval.errors import VisheadsError
 
 # Modules of this package that define subcommands, in the order ``visheads --help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "data", "records", "rank", "plot", "compare", "masks", "leaderboard", "sweep", "lm_eval", "doctor")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "data",
+    "records",
+    "rank",
+    "plot",
+    "compare",
+    "masks",
+    "leaderboard",
+    "sweep",
+    "lm_eval",
+    "doctor",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

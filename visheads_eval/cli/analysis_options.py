@@ -20,30 +20,63 @@ DEFAULT_REPORTS = Path("visheads_reports")
 def add_records_options(parser: argparse.ArgumentParser, rankings: bool = False) -> None:
     """Record folders, task selection, score constants and the correct-only filter; with ``rankings``,
     ranking files may stand in for record folders."""
-    parser.add_argument("records", nargs="*" if rankings else "+", type=Path, metavar="RECORD_DIR",
-                        help="record folders written by llava_visheads (record=<dir>)")
+    parser.add_argument(
+        "records",
+        nargs="*" if rankings else "+",
+        type=Path,
+        metavar="RECORD_DIR",
+        help="record folders written by llava_visheads (record=<dir>)",
+    )
     if rankings:
-        parser.add_argument("--ranking", action="append", default=[], type=Path, metavar="CSV",
-                            help="a ranking file written by `visheads rank`, compared like a record folder (repeatable)")
-    parser.add_argument("--task", action="append", metavar="TASK", help="use only this task's samples (repeat for several; default: every task recorded)")
+        parser.add_argument(
+            "--ranking",
+            action="append",
+            default=[],
+            type=Path,
+            metavar="CSV",
+            help="a ranking file written by `visheads rank`, compared like a record folder (repeatable)",
+        )
+    parser.add_argument(
+        "--task", action="append", metavar="TASK", help="use only this task's samples (repeat for several; default: every task recorded)"
+    )
     defaults = ScoreParams()
     score = parser.add_argument_group("head detection score: func(l) = k / (l + eps) + a * exp(-b * l), score = attn * (1 + C * func(l))")
     score.add_argument("--k", type=float, default=defaults.k, help=f"weight of k / (l + eps) (default {defaults.k})")
     score.add_argument("--a", type=float, default=defaults.a, help=f"weight of a * exp(-b * l) (default {defaults.a})")
     score.add_argument("--b", type=float, default=defaults.b, help=f"decay per layer of the exponential (default {defaults.b})")
     score.add_argument("--eps", type=float, default=defaults.eps, help=f"keeps k / (l + eps) finite at layer 0 (default {defaults.eps})")
-    score.add_argument("--part", choices=PARTS, default=defaults.part, help="score attention to all image tokens or to the question's region (default image)")
-    parser.add_argument("--correct-only", action="append", type=Path, metavar="RESULTS",
-                        help="average only correctly answered samples, judged from the samples files (lmms-eval's or lm-eval's) under RESULTS "
-                             "(an output folder or results file of the recorded run; run lmms-eval with --log_samples)")
+    score.add_argument(
+        "--part",
+        choices=PARTS,
+        default=defaults.part,
+        help="score attention to all image tokens or to the question's region (default image)",
+    )
+    parser.add_argument(
+        "--correct-only",
+        action="append",
+        type=Path,
+        metavar="RESULTS",
+        help="average only correctly answered samples, judged from the samples files (lmms-eval's or lm-eval's) under RESULTS "
+        "(an output folder or results file of the recorded run; run lmms-eval with --log_samples)",
+    )
     add_metric_options(parser)
 
 
 def add_metric_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", action="append", default=[], metavar="TASK=METRIC",
-                        help="report METRIC for TASK instead of its primary metric (repeatable)")
-    parser.add_argument("--percent-metric", action="append", default=[], metavar="METRIC",
-                        help="METRIC is already in percent (lmms-eval reports most accuracies as fractions)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="TASK=METRIC",
+        help="report METRIC for TASK instead of its primary metric (repeatable)",
+    )
+    parser.add_argument(
+        "--percent-metric",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="METRIC is already in percent (lmms-eval reports most accuracies as fractions)",
+    )
 
 
 def add_out_option(parser: argparse.ArgumentParser, what: str) -> None:

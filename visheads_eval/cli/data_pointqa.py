@@ -23,9 +23,15 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", type=Path, required=True, help="Visual Genome image folder (VG_100K and VG_100K_2 inside are searched)")
     parser.add_argument("--out", type=Path, required=True, help="task folder to create")
     parser.add_argument("--layout", default="auto", help="source layout: looktwice, vip or auto (the default: detected)")
-    parser.add_argument("--split-images", type=Path, help="looktwice layout: JSON list of the split's image ids, e.g. looktwiceqa_test_imgs.json")
-    parser.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
-                        help=f"how the tasks draw the box and word the prompt (default {DEFAULT_PRESET}; paper: as the paper's code)")
+    parser.add_argument(
+        "--split-images", type=Path, help="looktwice layout: JSON list of the split's image ids, e.g. looktwiceqa_test_imgs.json"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=DEFAULT_PRESET,
+        help=f"how the tasks draw the box and word the prompt (default {DEFAULT_PRESET}; paper: as the paper's code)",
+    )
     parser.add_argument("--strict", action="store_true", help="stop at the first entry that cannot be converted instead of skipping it")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(handler=run)

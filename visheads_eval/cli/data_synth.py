@@ -30,12 +30,20 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); recorded in the manifest")
     parser.add_argument(
-        "--split", dest="splits", type=_split, action="append", required=True, metavar="NAME=COUNT",
+        "--split",
+        dest="splits",
+        type=_split,
+        action="append",
+        required=True,
+        metavar="NAME=COUNT",
         help="a split and its number of docs, e.g. --split test=210 (repeat for more splits)",
     )
-    parser.add_argument("--preset", choices=tuple(PRESETS),
-                        help="write a task folder instead: the splits in OUT/data/ and the six PointQA task YAMLs in OUT, "
-                        "reading its test split and drawing the box and wording the prompt as PRESET says")
+    parser.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        help="write a task folder instead: the splits in OUT/data/ and the six PointQA task YAMLs in OUT, "
+        "reading its test split and drawing the box and wording the prompt as PRESET says",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace split files (and with --preset task YAMLs) that already exist")
     parser.set_defaults(handler=run)
 
@@ -68,5 +76,8 @@ def run(args: argparse.Namespace) -> int:
         from visheads_eval.data.task_folders import copy_pointqa_tasks
 
         copy_pointqa_tasks(args.out, args.preset)
-        print(f"wrote the six PointQA tasks ({args.preset} preset) to {args.out}; run: lmms_eval --include_path {args.out} --tasks pointqa ...")
+        print(
+            f"wrote the six PointQA tasks ({args.preset} preset) to {args.out}; run: lmms_eval --include_path {args.out} --tasks "
+            "pointqa ..."
+        )
     return 0

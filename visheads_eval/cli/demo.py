@@ -17,8 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     parser.add_argument("--k", default="10%", help="heads removed per mask: a count or a percentage of all heads (default 10%%)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N docs of each task")
-    parser.add_argument("--include_path", type=Path, help="a folder of PointQA tasks to use instead of the shipped ones "
-                        "(e.g. made by `visheads data pointqa`)")
+    parser.add_argument(
+        "--include_path",
+        type=Path,
+        help="a folder of PointQA tasks to use instead of the shipped ones (e.g. made by `visheads data pointqa`)",
+    )
     parser.set_defaults(handler=run)
 
 

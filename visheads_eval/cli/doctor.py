@@ -37,7 +37,8 @@ class Finding:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "doctor", help="check this environment: versions, imports, entry point, GPU and attention kernels",
+        "doctor",
+        help="check this environment: versions, imports, entry point, GPU and attention kernels",
         description=__doc__.split("\n\n")[1].replace("\n", " "),
     )
     parser.set_defaults(handler=run)
@@ -88,8 +89,11 @@ def check_versions() -> Iterator[Finding]:
             yield Finding("PROBLEM", f"{requirement.name} is not installed: pip install -c locks/constraints.txt {wanted}")
             continue
         if not requirement.specifier.contains(found, prereleases=True):
-            fix = ("install the torch build for your CUDA in that range (pytorch.org), then reinstall visheads_eval"
-                   if name == "torch" else f"pip install -c locks/constraints.txt {wanted}")
+            fix = (
+                "install the torch build for your CUDA in that range (pytorch.org), then reinstall visheads_eval"
+                if name == "torch"
+                else f"pip install -c locks/constraints.txt {wanted}"
+            )
             yield Finding("PROBLEM", f"{requirement.name} {found} is outside the tested range {tested}: {fix}")
         elif name in KEY_DISTRIBUTIONS:
             yield Finding("ok", f"{requirement.name} {found} (tested: {tested})")
@@ -116,8 +120,11 @@ def check_torchvision() -> Finding:
     error = _import_error("torchvision")
     if error is None:
         return Finding("ok", f"torchvision {version} imports")
-    return Finding("PROBLEM", f"torchvision {version} does not import ({_describe(error)}), which breaks transformers.pipelines "
-                   "and lmms-eval: pip uninstall torchvision, or install the torchvision built for your torch")
+    return Finding(
+        "PROBLEM",
+        f"torchvision {version} does not import ({_describe(error)}), which breaks transformers.pipelines "
+        "and lmms-eval: pip uninstall torchvision, or install the torchvision built for your torch",
+    )
 
 
 def check_processors() -> Finding:
@@ -126,8 +133,11 @@ def check_processors() -> Finding:
 
     if video_processors_available():
         return Finding("ok", "processors load with their video part (transformers' own AutoProcessor)")
-    return Finding("note", "transformers cannot build video processors without torchvision: Qwen2/2.5/3-VL, LLaVA-OneVision, "
-                   "InternVL and SmolVLM processors load for images and text only (visheads_eval.processors)")
+    return Finding(
+        "note",
+        "transformers cannot build video processors without torchvision: Qwen2/2.5/3-VL, LLaVA-OneVision, "
+        "InternVL and SmolVLM processors load for images and text only (visheads_eval.processors)",
+    )
 
 
 def check_import(module: str, fix: str) -> Finding:
@@ -145,15 +155,20 @@ def check_entry_point() -> Finding:
     lmms-eval resolves both models."""
     names = [entry.name for entry in metadata.entry_points(group="lmms_eval.models")]
     if "llava_visheads" not in names:
-        return Finding("PROBLEM", "no llava_visheads in the lmms_eval.models entry points: reinstall visheads_eval "
-                       "(pip install -c locks/constraints.txt visheads_eval, or make setup)")
+        return Finding(
+            "PROBLEM",
+            "no llava_visheads in the lmms_eval.models entry points: reinstall visheads_eval "
+            "(pip install -c locks/constraints.txt visheads_eval, or make setup)",
+        )
     for model_id in MODEL_IDS:
         try:
             from lmms_eval.models import MODEL_REGISTRY_V2
 
             MODEL_REGISTRY_V2.get_model_class(model_id)
         except Exception as error:  # a finding to report, with its message
-            return Finding("PROBLEM", f"lmms-eval cannot load {model_id} ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
+            return Finding(
+                "PROBLEM", f"lmms-eval cannot load {model_id} ({_describe(error)}): fix the problems above, then reinstall visheads_eval"
+            )
     return Finding("ok", "llava_visheads and visheads are registered with lmms-eval")
 
 
@@ -162,12 +177,15 @@ def check_lm_eval_model() -> Finding:
     lm-eval`` does)."""
     for model_id in MODEL_IDS:
         try:
-            import visheads_eval.lm_eval  # noqa: F401
             from lm_eval.api.registry import get_model
+
+            import visheads_eval.lm_eval  # noqa: F401
 
             get_model(model_id)
         except Exception as error:  # a finding to report, with its message
-            return Finding("PROBLEM", f"lm-eval cannot load {model_id} ({_describe(error)}): fix the problems above, then reinstall visheads_eval")
+            return Finding(
+                "PROBLEM", f"lm-eval cannot load {model_id} ({_describe(error)}): fix the problems above, then reinstall visheads_eval"
+            )
     return Finding("ok", "llava_visheads and visheads are registered with lm-eval (visheads lm-eval)")
 
 
@@ -176,8 +194,11 @@ def check_launcher() -> Finding:
     error = _import_error("accelerate.commands.accelerate_cli")
     if error is None:
         return Finding("ok", "accelerate launch is available for several processes")
-    return Finding("note", f"accelerate launch does not start ({_describe(error)}): launch several processes with "
-                   "`torchrun --nproc_per_node N $(which lmms_eval) ...`, the launcher it runs underneath")
+    return Finding(
+        "note",
+        f"accelerate launch does not start ({_describe(error)}): launch several processes with "
+        "`torchrun --nproc_per_node N $(which lmms_eval) ...`, the launcher it runs underneath",
+    )
 
 
 def check_organism() -> Finding:
@@ -203,8 +224,11 @@ def check_gpu() -> Iterator[Finding]:
         names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
         yield Finding("ok", f"CUDA {torch.version.cuda}: {torch.cuda.device_count()} x {', '.join(names)}")
     else:
-        yield Finding("note", "no CUDA device: models run on the CPU (fine for visheads-tiny, slow for 7B); "
-                      "for a GPU install the CUDA build of torch in the tested range")
+        yield Finding(
+            "note",
+            "no CUDA device: models run on the CPU (fine for visheads-tiny, slow for 7B); "
+            "for a GPU install the CUDA build of torch in the tested range",
+        )
     if hasattr(torch.nn.functional, "scaled_dot_product_attention"):
         yield Finding("ok", "attention kernels: sdpa and eager")
     else:
@@ -212,4 +236,6 @@ def check_gpu() -> Iterator[Finding]:
     if is_flash_attn_2_available():
         yield Finding("ok", "attention kernel flash_attention_2 available (attn_implementation=flash_attention_2)")
     elif cuda:
-        yield Finding("note", "flash_attention_2 not available: pip install flash-attn for attn_implementation=flash_attention_2 (sdpa works)")
+        yield Finding(
+            "note", "flash_attention_2 not available: pip install flash-attn for attn_implementation=flash_attention_2 (sdpa works)"
+        )

@@ -17,13 +17,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "leaderboard",
         help="accuracy with no mask and its drop under every mask, from lmms-eval or lm-eval results",
-        description="Tabulate each model's benchmark metric with no mask and its drop (points) under every mask, as Markdown, CSV and LaTeX.",
+        description="Tabulate each model's benchmark metric with no mask and its drop (points) under every mask, "
+        "as Markdown, CSV and LaTeX.",
     )
     parser.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="lmms-eval or lm-eval results files, or output folders")
     parser.add_argument("--task", action="append", metavar="TASK", help="only this task (repeatable; default every task in the results)")
-    parser.add_argument("--compare", nargs=2, action="append", default=[], metavar=("MASK_A", "MASK_B"),
-                        help="also say whether MASK_A drops more than MASK_B (labels as in the table, e.g. 'early_random20 seed=1'): "
-                             "the paired difference of their drops with its 95%% interval and McNemar p-value (repeatable; needs samples logs)")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MASK_A", "MASK_B"),
+        help="also say whether MASK_A drops more than MASK_B (labels as in the table, e.g. 'early_random20 seed=1'): "
+        "the paired difference of their drops with its 95%% interval and McNemar p-value (repeatable; needs samples logs)",
+    )
     add_metric_options(parser)
     add_out_option(parser, "leaderboard files")
     parser.set_defaults(handler=run)
@@ -54,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
         comparisons = pd.concat([compare_masks(runs, a, b, overrides, tasks=args.task) for a, b in args.compare], ignore_index=True)
         for row in comparisons.itertuples():
             verdict = "more than" if row.ci_low > 0 else "less than" if row.ci_high < 0 else "no differently from"
-            print(f"{row.model} {row.task}: {row.mask_a} drops {verdict} {row.mask_b}: {row.difference:+.2f} points "
-                  f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], McNemar p={row.p_mcnemar:.3g}, {row.n_docs} docs")
+            print(
+                f"{row.model} {row.task}: {row.mask_a} drops {verdict} {row.mask_b}: {row.difference:+.2f} points "
+                f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], McNemar p={row.p_mcnemar:.3g}, {row.n_docs} docs"
+            )
         write_atomic(args.out / "compare.csv", lambda partial: comparisons.to_csv(partial, index=False))
         print(f"wrote {args.out / 'compare.csv'}")
     return 0

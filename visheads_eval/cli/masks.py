@@ -30,15 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="List the head-mask specs (shipped and --mask-dir) and check them. Given a model shape "
         "(--pretrained, or --layers and --heads), resolve each spec and print the heads it masks.",
     )
-    parser.add_argument("masks", nargs="*", metavar="MASK",
-                        help="spec names, YAML files or inline heads (L2H5+L10H3); default: every spec found")
+    parser.add_argument(
+        "masks", nargs="*", metavar="MASK", help="spec names, YAML files or inline heads (L2H5+L10H3); default: every spec found"
+    )
     parser.add_argument("--mask-dir", type=Path, help="a folder of your own spec YAML files, searched before the shipped ones")
-    parser.add_argument("--pretrained", help="a model folder, hub id or visheads-tiny whose config gives the shape (no weights are read); "
-                        "also names the model's default ranking")
+    parser.add_argument(
+        "--pretrained",
+        help="a model folder, hub id or visheads-tiny whose config gives the shape (no weights are read); "
+        "also names the model's default ranking",
+    )
     parser.add_argument("--layers", type=int, help="number of language-model layers (with --heads, instead of --pretrained)")
     parser.add_argument("--heads", type=int, help="attention heads per layer (with --layers)")
-    parser.add_argument("--ranking", type=Path, help="ranking CSV for top and others selections "
-                        "(default: the --pretrained model's default ranking)")
+    parser.add_argument(
+        "--ranking", type=Path, help="ranking CSV for top and others selections (default: the --pretrained model's default ranking)"
+    )
     parser.add_argument("--json", action="store_true", help="print the resolved masks as JSON (needs a shape)")
     parser.set_defaults(handler=run)
 
@@ -137,4 +142,4 @@ def _print_resolved(masks: list[ResolvedMask], shape: HeadShape) -> None:
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        print("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip())
+        print("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip())

@@ -27,9 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Draw the paper's figures from record folders, as PNG and PDF.",
     )
     add_records_options(parser)
-    parser.add_argument("--results", action="append", type=Path, metavar="RESULTS",
-                        help="lmms-eval output folder or results file: adds each model's unmasked accuracy to the panel titles")
-    parser.add_argument("--stat", choices=MAP_NAMES, default="score", help="head statistic of the profile, correlation and EMD figures (default score)")
+    parser.add_argument(
+        "--results",
+        action="append",
+        type=Path,
+        metavar="RESULTS",
+        help="lmms-eval output folder or results file: adds each model's unmasked accuracy to the panel titles",
+    )
+    parser.add_argument(
+        "--stat", choices=MAP_NAMES, default="score", help="head statistic of the profile, correlation and EMD figures (default score)"
+    )
     add_out_option(parser, "figures")
     parser.set_defaults(handler=run)
 

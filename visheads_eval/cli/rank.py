@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Score every head (the paper's detection score, averaged over samples) and write one ranking table per model.",
     )
     add_records_options(parser)
-    parser.add_argument("--per-task", action="store_true", help="one ranking per model and task (<model>__<task>.csv) instead of one per model")
+    parser.add_argument(
+        "--per-task", action="store_true", help="one ranking per model and task (<model>__<task>.csv) instead of one per model"
+    )
     parser.add_argument("--out", type=Path, help="write rankings into DIR instead of the default location that mask specs read")
     parser.set_defaults(handler=run)
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             path = args.out / path.name
         save_ranking(maps, path, correct_only=bool(args.correct_only))
         table = ranking_table(maps).head(TOP_SHOWN)
-        top = ", ".join(f"{name} {score:.3f}" for name, score in zip(table["name"], table["score"]))
+        top = ", ".join(f"{name} {score:.3f}" for name, score in zip(table["name"], table["score"], strict=False))
         print(f"{maps.model}: {maps.n_layers} x {maps.n_heads} heads ranked over {maps.n_samples} samples of {maps.task} -> {path}")
         print(f"  top {len(table)}: {top}")
     return 0

@@ -50,9 +50,10 @@ def summary(records: Records) -> str:
     shards = records.shards
     size_mb = sum(path.stat().st_size for path in shards) / 1e6
     lines = [
-        f"{records.directory}: {run.get('model')}, {records.n_layers} x {records.n_heads} heads, position {run.get('position')}, mask {mask_name}"
-        + (f", logit lens over {records.n_layers + 1} readings" if records.has_lens else ""),
-        f"  {len(records)} samples in {len(shards)} shards from {len(records.ranks)} rank{'s' if len(records.ranks) > 1 else ''}, {size_mb:.1f} MB",
+        f"{records.directory}: {run.get('model')}, {records.n_layers} x {records.n_heads} heads, position {run.get('position')}, "
+        f"mask {mask_name}" + (f", logit lens over {records.n_layers + 1} readings" if records.has_lens else ""),
+        f"  {len(records)} samples in {len(shards)} shards from {len(records.ranks)} rank{'s' if len(records.ranks) > 1 else ''}, "
+        f"{size_mb:.1f} MB",
     ]
     has_region = ~np.isnan(records.stat("region_attn")).all(axis=(1, 2))
     groups = records.meta.assign(has_region=has_region).groupby(["task", "split"], sort=True)["has_region"]
@@ -60,5 +61,8 @@ def summary(records: Records) -> str:
         lines.append(f"  {task}/{split}: {len(regions)} samples, {int(regions.sum())} with a region")
     if len(records.duplicates):
         differing = int((~records.duplicates["identical"]).sum())
-        lines.append(f"  {len(records.duplicates)} duplicate copies dropped (earliest kept; {differing} differ in answer, token counts, box or image size)")
+        lines.append(
+            f"  {len(records.duplicates)} duplicate copies dropped (earliest kept; {differing} differ in answer, token counts, "
+            "box or image size)"
+        )
     return "\n".join(lines)

@@ -15,15 +15,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "`visheads lm-eval ... --apply_chat_template`) writes, so `visheads leaderboard` reads them unchanged. Masks whose "
         "results exist are skipped.",
     )
-    parser.add_argument("--masks", nargs="+", required=True, metavar="MASK",
-                        help="spec names, globs over them (early_*), YAML files, inline heads (L2H5+L10H3), "
-                             "or paper: every shipped spec (the paper's grid and none)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[], metavar="SEED",
-                        help="evaluate every random and others spec once per seed (default: the spec's own seed)")
-    parser.add_argument("--host", choices=("lmms-eval", "lm-eval"), default="lmms-eval",
-                        help="the evaluation harness every point runs in (default lmms-eval)")
-    parser.add_argument("--model", choices=("llava_visheads", "visheads"), default="llava_visheads",
-                        help="the lmms-eval model: llava_visheads (the LLaVA family, the default) or visheads (every family)")
+    parser.add_argument(
+        "--masks",
+        nargs="+",
+        required=True,
+        metavar="MASK",
+        help="spec names, globs over them (early_*), YAML files, inline heads (L2H5+L10H3), "
+        "or paper: every shipped spec (the paper's grid and none)",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="SEED",
+        help="evaluate every random and others spec once per seed (default: the spec's own seed)",
+    )
+    parser.add_argument(
+        "--host",
+        choices=("lmms-eval", "lm-eval"),
+        default="lmms-eval",
+        help="the evaluation harness every point runs in (default lmms-eval)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("llava_visheads", "visheads"),
+        default="llava_visheads",
+        help="the lmms-eval model: llava_visheads (the LLaVA family, the default) or visheads (every family)",
+    )
     parser.add_argument("--pretrained", default="visheads-tiny", help="the model (default: the shipped organism)")
     parser.add_argument("--model_args", default="", help="more model_args shared by every point (e.g. dtype=bfloat16,mask_mode=mean)")
     parser.add_argument("--mask-dir", type=Path, help="a folder of your own specs, searched before the shipped ones")
@@ -49,8 +68,19 @@ def run(args: argparse.Namespace) -> int:
         shared.append(f"ranking={args.ranking}")
     host = HOSTS[args.host]
     host_args = evaluation_args(args.tasks, args.batch_size, args.limit, args.include_path, host)
-    print(f"visheads sweep: {len(points)} points on {args.pretrained} ({args.model} in {host.name}), tasks {args.tasks}, "
-          f"into {args.output_path}", flush=True)
-    run_sweep(points, ",".join(shared), host_args, args.output_path, record_dir=args.record_dir,
-              say=lambda line: print(line, flush=True), model=args.model, host=host)
+    print(
+        f"visheads sweep: {len(points)} points on {args.pretrained} ({args.model} in {host.name}), tasks {args.tasks}, "
+        f"into {args.output_path}",
+        flush=True,
+    )
+    run_sweep(
+        points,
+        ",".join(shared),
+        host_args,
+        args.output_path,
+        record_dir=args.record_dir,
+        say=lambda line: print(line, flush=True),
+        model=args.model,
+        host=host,
+    )
     return 0

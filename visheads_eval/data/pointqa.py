@@ -57,7 +57,13 @@ PAPER_WIDTH_AT_336 = 3  # ViP-LLaVA's 'constant' rectangle: 3 pixels at a 336-pi
 PRESETS = {
     "visheads": Preset("visheads", "red", 255, 3, False, "", True, "Answer with a single number."),
     "paper": Preset(
-        "paper", "red", 128, None, True, " The exemplary object is within the rectangle.", False,
+        "paper",
+        "red",
+        128,
+        None,
+        True,
+        " The exemplary object is within the rectangle.",
+        False,
         "Answer the question using a single word or phrase.",
     ),
 }
@@ -83,8 +89,11 @@ def get_preset(name: str) -> Preset:
 
 
 def draw_box(
-    image: Image.Image, bbox: Sequence[float], preset: Preset = PRESETS[DEFAULT_PRESET],
-    colour: str | None = None, width: int | None = None,
+    image: Image.Image,
+    bbox: Sequence[float],
+    preset: Preset = PRESETS[DEFAULT_PRESET],
+    colour: str | None = None,
+    width: int | None = None,
 ) -> Image.Image:
     """A copy of ``image`` (RGB) with the box ``[x, y, w, h]`` drawn as ``preset`` draws it (the visual
     prompt); ``colour`` and ``width`` override the preset's."""
@@ -103,9 +112,7 @@ def draw_box(
     return Image.alpha_composite(base.convert("RGBA"), layer).convert("RGB")
 
 
-def question_text(
-    doc: dict, kind: str, variant: str, preset: Preset = PRESETS[DEFAULT_PRESET], post_prompt: str | None = None
-) -> str:
+def question_text(doc: dict, kind: str, variant: str, preset: Preset = PRESETS[DEFAULT_PRESET], post_prompt: str | None = None) -> str:
     """The text of the question of ``kind`` in the ``variant`` rendering, worded as ``preset`` words it;
     ``post_prompt`` overrides the preset's."""
     question = doc[QUESTION_FIELDS[kind]].strip()

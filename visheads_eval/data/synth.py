@@ -82,7 +82,12 @@ class SynthObject:
 
     def bbox(self) -> list[float]:
         """``[x, y, w, h]`` in pixels: the object's extent with ``BOX_MARGIN`` on every side."""
-        return [float(self.x - BOX_MARGIN), float(self.y - BOX_MARGIN), float(self.side + 2 * BOX_MARGIN), float(self.side + 2 * BOX_MARGIN)]
+        return [
+            float(self.x - BOX_MARGIN),
+            float(self.y - BOX_MARGIN),
+            float(self.side + 2 * BOX_MARGIN),
+            float(self.side + 2 * BOX_MARGIN),
+        ]
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,7 @@ def draw_scene(rng: np.random.Generator, answer: int, distractor_counts: tuple[i
         kinds += [kind] * int(rng.integers(distractor_counts[0], distractor_counts[1] + 1))
     cells = rng.permutation(columns * rows)[: len(kinds)]
     objects = []
-    for (obj_shape, obj_colour), flat in zip(kinds, cells):
+    for (obj_shape, obj_colour), flat in zip(kinds, cells, strict=False):
         column, row = int(flat % columns), int(flat // columns)
         side = int(rng.integers(round(OBJECT_FRACTION[0] * cell), round(OBJECT_FRACTION[1] * cell) + 1))
         slack = cell - side - 2 * BOX_MARGIN  # room to move the object (and its box) inside the cell

@@ -85,7 +85,7 @@ def write_splits(out_dir: Path, seed: int, splits: dict[str, int], command: str,
         answers: Counter[int] = Counter()
         layouts: Counter[str] = Counter()
 
-        def counted(docs: Iterator[dict]) -> Iterator[dict]:
+        def counted(docs: Iterator[dict], answers: Counter[int] = answers, layouts: Counter[str] = layouts) -> Iterator[dict]:
             for doc in docs:
                 answers[doc["answer"]] += 1
                 layouts[f"{doc['image_width']}x{doc['image_height']}"] += 1

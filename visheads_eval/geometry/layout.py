@@ -47,15 +47,19 @@ def resized_size(height: int, width: int, size: SizeDict) -> tuple[int, int]:
         return get_size_with_aspect_ratio((height, width), size.shortest_edge, size.longest_edge)
     if size.shortest_edge:
         return get_resize_output_image_size(
-            shape_only(height, width), size.shortest_edge, default_to_square=False,
+            shape_only(height, width),
+            size.shortest_edge,
+            default_to_square=False,
             input_data_format=ChannelDimension.FIRST,
         )
     if size.max_height and size.max_width:
         return get_image_size_for_max_height_width((height, width), size.max_height, size.max_width)
     if size.height and size.width:
         return size.height, size.width
-    raise VisheadsError(f"unsupported image processor size {dict(size)}; region geometry knows shortest_edge, "
-                        "shortest_edge+longest_edge, max_height+max_width and height+width")
+    raise VisheadsError(
+        f"unsupported image processor size {dict(size)}; region geometry knows shortest_edge, "
+        "shortest_edge+longest_edge, max_height+max_width and height+width"
+    )
 
 
 @dataclass
@@ -165,9 +169,7 @@ def tile_segments(prefix: list[Step], tile: list[Step], count: int, side: int, n
     ``prefix`` carries original pixels onto the canvas, ``tile`` carries a cut-out tile onto what the vision
     tower sees (empty when the tile is used as cut).
     """
-    return tuple(
-        Segment((*prefix, Step(Fraction(1), Fraction(-i * side), side), *tile), n_cells) for i in range(count)
-    )
+    return tuple(Segment((*prefix, Step(Fraction(1), Fraction(-i * side), side), *tile), n_cells) for i in range(count))
 
 
 def tiles_grid(canvas: Trace, rows: int, cols: int, side: int, per_side: int, first_token: int) -> Grid:
@@ -237,9 +239,7 @@ def anyres_parts(
     base_grid = _single_grid(base, geometry, 0)
 
     best_height, best_width = select_best_resolution((height, width), [list(p) for p in image.grid_pinpoints])
-    new_height, new_width = get_patch_output_size(
-        shape_only(height, width), (best_height, best_width), ChannelDimension.FIRST
-    )
+    new_height, new_width = get_patch_output_size(shape_only(height, width), (best_height, best_width), ChannelDimension.FIRST)
     canvas = Trace(height, width)
     canvas.resize(new_height, new_width)
     canvas.move((best_height - new_height) // 2, (best_width - new_width) // 2, best_height, best_width)
@@ -259,8 +259,11 @@ def anyres_parts(
     cells = torch.arange(rows * n * cols * n).reshape(1, rows * n, cols * n)
     kept = unpad(cells, (height, width))[0].numpy()  # (kept_rows, kept_cols) cell numbers
     return AnyresParts(
-        base_grid, tile_segments(canvas.y, tile.y, rows, side, n), tile_segments(canvas.x, tile.x, cols, side, n),
-        kept, cols * n,
+        base_grid,
+        tile_segments(canvas.y, tile.y, rows, side, n),
+        tile_segments(canvas.x, tile.x, cols, side, n),
+        kept,
+        cols * n,
     )
 
 

@@ -47,9 +47,7 @@ def layout_of(width: int, height: int, processor: ProcessorMixin, config: Pretra
     try:
         family = family_of(config)
     except VisheadsError as error:
-        raise VisheadsError(
-            f"unsupported model type {getattr(config, 'model_type', None)!r} for region geometry: {error}"
-        ) from None
+        raise VisheadsError(f"unsupported model type {getattr(config, 'model_type', None)!r} for region geometry: {error}") from None
     if family.layout not in LAYOUTS:
         raise VisheadsError(f"no region geometry for the '{family.layout}' layout of {family.label}")
     return LAYOUTS[family.layout](width, height, processor, config)

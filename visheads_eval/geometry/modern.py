@@ -91,15 +91,15 @@ def qwen_vl_layout(width: int, height: int, processor: ProcessorMixin, config: P
     trace = Trace(height, width)
     if settings.do_resize:
         try:
-            new_height, new_width = smart_resize(
-                height, width, factor=cell, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels
-            )
+            new_height, new_width = smart_resize(height, width, factor=cell, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
         except ValueError as error:
             raise VisheadsError(f"the Qwen-VL processor refuses a {width}x{height} image: {error}") from None
         trace.resize(new_height, new_width)
     elif height % cell or width % cell:
-        raise VisheadsError(f"with do_resize=False a {width}x{height} image is not a multiple of the {cell} px "
-                            "merged cell, which the Qwen-VL processor cannot patchify")
+        raise VisheadsError(
+            f"with do_resize=False a {width}x{height} image is not a multiple of the {cell} px "
+            "merged cell, which the Qwen-VL processor cannot patchify"
+        )
     grid = row_major_grid(trace, trace.height // cell, trace.width // cell, 0)
     return TokenLayout(grid.token_index.size, (grid,), cell)
 
@@ -134,7 +134,7 @@ def pan_and_scan_crops(settings: Gemma3Settings, height: int, width: int) -> lis
 
     rows = crops(np.broadcast_to(np.arange(height)[None, :, None], (1, height, width)))
     cols = crops(np.broadcast_to(np.arange(width)[None, None, :], (1, height, width)))
-    return [(int(r[0, 0, 0]), int(c[0, 0, 0]), int(r.shape[-2]), int(r.shape[-1])) for r, c in zip(rows, cols)]
+    return [(int(r[0, 0, 0]), int(c[0, 0, 0]), int(r.shape[-2]), int(r.shape[-1])) for r, c in zip(rows, cols, strict=False)]
 
 
 def gemma3_layout(width: int, height: int, processor: ProcessorMixin, config: PretrainedConfig) -> TokenLayout:
@@ -287,11 +287,17 @@ def onevision_layout(width: int, height: int, processor: ProcessorMixin, config:
         return TokenLayout(first + n_tile_tokens, (parts.base, tiles), geometry.patch_size)
     out_rows, out_cols = int(kept_rows // ratio), int(kept_cols // ratio)
     if out_rows < 1 or out_cols < 1:
-        raise VisheadsError(f"LLaVA-OneVision would downsample the {width}x{height} image's tile grid to "
-                            f"{out_rows}x{out_cols} features, which the model cannot do")
+        raise VisheadsError(
+            f"LLaVA-OneVision would downsample the {width}x{height} image's tile grid to "
+            f"{out_rows}x{out_cols} features, which the model cannot do"
+        )
     top, left = divmod(int(parts.kept[0, 0]), parts.grid_cols)  # where the unpadded block starts in the grid
     token_index = first + np.arange(out_rows)[:, None] * (out_cols + 1) + np.arange(out_cols)[None, :]  # + newline
-    tiles = Grid(parts.y, parts.x, token_index.astype(np.int64),
-                 row_cells=bilinear_sources(kept_rows, out_rows) + top,
-                 col_cells=bilinear_sources(kept_cols, out_cols) + left)
+    tiles = Grid(
+        parts.y,
+        parts.x,
+        token_index.astype(np.int64),
+        row_cells=bilinear_sources(kept_rows, out_rows) + top,
+        col_cells=bilinear_sources(kept_cols, out_cols) + left,
+    )
     return TokenLayout(first + out_rows * (out_cols + 1), (parts.base, tiles), geometry.patch_size)

@@ -100,9 +100,7 @@ def region_token_mask(
     if not 0.0 <= min_overlap <= 1.0:
         raise VisheadsError(f"min_overlap is a fraction of a patch's area, 0..1; got {min_overlap}")
     if w > 0 and h > 0 and (x >= width or y >= height or x + w <= 0 or y + h <= 0):
-        raise VisheadsError(
-            f"bbox {list(bbox)} lies outside the {width}x{height} image; boxes are [x, y, w, h] in original pixels"
-        )
+        raise VisheadsError(f"bbox {list(bbox)} lies outside the {width}x{height} image; boxes are [x, y, w, h] in original pixels")
     layout = layout_of(width, height, processor, config)
     mask = np.zeros(layout.n_tokens, dtype=bool)
     if w == 0 or h == 0:

@@ -147,9 +147,7 @@ def _model_strategy(config: PretrainedConfig) -> str:
     """The vision_feature_select_strategy the model's modeling code applies."""
     model_type = getattr(config, "model_type", None)
     if model_type not in _MODEL_TYPES:
-        raise VisheadsError(
-            f"unsupported model type {model_type!r} for region geometry; supported: {', '.join(_MODEL_TYPES)}"
-        )
+        raise VisheadsError(f"unsupported model type {model_type!r} for region geometry; supported: {', '.join(_MODEL_TYPES)}")
     if model_type == "vipllava":
         return "default"  # VipLlavaModel always drops the first (CLS) vision token
     strategy = getattr(config, "vision_feature_select_strategy", None)
@@ -169,8 +167,7 @@ def read_geometry(processor: ProcessorMixin, config: PretrainedConfig) -> Geomet
     expected = _PROCESSOR_FOR[image.kind]
     if expected not in _class_names(processor):
         raise VisheadsError(
-            f"unsupported processor {type(processor).__name__} with {type(processor.image_processor).__name__}; "
-            f"expected a {expected}"
+            f"unsupported processor {type(processor).__name__} with {type(processor.image_processor).__name__}; expected a {expected}"
         )
     model_type = getattr(config, "model_type", None)
     if (model_type == "llava_next") != (image.kind == "llava_next"):
@@ -182,14 +179,11 @@ def read_geometry(processor: ProcessorMixin, config: PretrainedConfig) -> Geomet
     vision = config.vision_config
     vision_size, patch_size = int(vision.image_size), int(vision.patch_size)
     if processor.patch_size != patch_size:
-        raise VisheadsError(
-            f"the processor's patch_size ({processor.patch_size}) differs from the vision tower's ({patch_size})"
-        )
+        raise VisheadsError(f"the processor's patch_size ({processor.patch_size}) differs from the vision tower's ({patch_size})")
     processor_strategy = processor.vision_feature_select_strategy or "full"
     if processor_strategy != strategy:
         raise VisheadsError(
-            f"the processor counts image tokens with vision_feature_select_strategy={processor_strategy!r} "
-            f"but the model uses {strategy!r}"
+            f"the processor counts image tokens with vision_feature_select_strategy={processor_strategy!r} but the model uses {strategy!r}"
         )
     extra = int(processor.num_additional_image_tokens or 0)
     leading = extra - (1 if strategy == "default" else 0)
@@ -228,8 +222,9 @@ def _family_image_processor(processor: ProcessorMixin, names: tuple[str, ...], f
             f"{type(image_processor).__name__}; load the processor saved with the model"
         )
     if getattr(image_processor, "backend", None) not in ("pil", "torchvision"):
-        raise VisheadsError(f"image processor {type(image_processor).__name__} has unknown backend "
-                            f"{getattr(image_processor, 'backend', None)!r}")
+        raise VisheadsError(
+            f"image processor {type(image_processor).__name__} has unknown backend {getattr(image_processor, 'backend', None)!r}"
+        )
     return image_processor
 
 
@@ -238,9 +233,7 @@ def _vision_side(config: PretrainedConfig, name: str) -> int:
     value = getattr(getattr(config, "vision_config", None), name, None)
     if isinstance(value, (list, tuple)):
         if len(value) != 2 or value[0] != value[1]:
-            raise VisheadsError(
-                f"vision_config.{name}={list(value)} is not square; region geometry needs square patches"
-            )
+            raise VisheadsError(f"vision_config.{name}={list(value)} is not square; region geometry needs square patches")
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise VisheadsError(f"the model config has no usable vision_config.{name} (got {value!r})")
@@ -298,8 +291,10 @@ def read_qwen_vl(processor: ProcessorMixin, config: PretrainedConfig) -> QwenSet
     do_resize = bool(effective_setting(processor, "do_resize"))
     size = _size_dict(effective_setting(processor, "size"), "size", default_to_square=False)
     if do_resize and (size is None or not (size.shortest_edge and size.longest_edge)):
-        raise VisheadsError(f"the Qwen-VL image processor's size must have shortest_edge and longest_edge (min and "
-                            f"max pixels), got {dict(size) if size is not None else None}")
+        raise VisheadsError(
+            f"the Qwen-VL image processor's size must have shortest_edge and longest_edge (min and "
+            f"max pixels), got {dict(size) if size is not None else None}"
+        )
     return QwenSettings(
         do_resize=do_resize,
         min_pixels=int(size.shortest_edge) if do_resize else 0,
@@ -341,23 +336,29 @@ def read_gemma3(processor: ProcessorMixin, config: PretrainedConfig) -> Gemma3Se
         raise VisheadsError(f"mm_tokens_per_image={n_tokens} is not a square; Gemma 3 pools a square grid")
     kernel = _merge_factor(vision_size // patch, (vision_size // patch) // per_side, "the pooling kernel")
     if kernel * per_side != vision_size // patch:
-        raise VisheadsError(f"{per_side} x {per_side} tokens do not evenly pool the vision tower's "
-                            f"{vision_size // patch} x {vision_size // patch} patches")
+        raise VisheadsError(
+            f"{per_side} x {per_side} tokens do not evenly pool the vision tower's {vision_size // patch} x {vision_size // patch} patches"
+        )
     _check_seq_length(getattr(processor, "image_seq_length", None), n_tokens, "image")
     size = _size_dict(effective_setting(processor, "size"), "size", default_to_square=True)
     if size is None or not (size.height and size.width):
         raise VisheadsError(f"the Gemma 3 image processor's size must have height and width, got {size}")
     pan_and_scan = None
     if effective_setting(processor, "do_pan_and_scan"):
-        values = [effective_setting(processor, f"pan_and_scan_{name}")
-                  for name in ("min_crop_size", "max_num_crops", "min_ratio_to_activate")]
+        values = [
+            effective_setting(processor, f"pan_and_scan_{name}") for name in ("min_crop_size", "max_num_crops", "min_ratio_to_activate")
+        ]
         if any(v is None for v in values):
-            raise VisheadsError("Gemma 3 pan-and-scan is on but its min_crop_size, max_num_crops or "
-                                "min_ratio_to_activate is unset")
+            raise VisheadsError("Gemma 3 pan-and-scan is on but its min_crop_size, max_num_crops or min_ratio_to_activate is unset")
         pan_and_scan = PanAndScan(int(values[0]), int(values[1]), float(values[2]))
     return Gemma3Settings(
-        do_resize=bool(effective_setting(processor, "do_resize")), height=int(size.height), width=int(size.width),
-        vision_size=vision_size, tokens_per_side=per_side, cell=kernel * patch, pan_and_scan=pan_and_scan,
+        do_resize=bool(effective_setting(processor, "do_resize")),
+        height=int(size.height),
+        width=int(size.width),
+        vision_size=vision_size,
+        tokens_per_side=per_side,
+        cell=kernel * patch,
+        pan_and_scan=pan_and_scan,
         image_processor=image_processor,
     )
 
@@ -395,14 +396,18 @@ def read_internvl(processor: ProcessorMixin, config: PretrainedConfig) -> Intern
     if size is None or not (size.height and size.width) or size.height != size.width:
         raise VisheadsError(f"the GotOcr2 image processor's size must be a square height x width, got {size}")
     if size.height != vision_size:
-        raise VisheadsError(f"the processor makes tiles of {size.height} px but the vision tower takes "
-                            f"{vision_size} px; load the processor saved with the model")
+        raise VisheadsError(
+            f"the processor makes tiles of {size.height} px but the vision tower takes "
+            f"{vision_size} px; load the processor saved with the model"
+        )
     return InternVLSettings(
-        do_resize=bool(effective_setting(processor, "do_resize")), tile=int(size.height),
+        do_resize=bool(effective_setting(processor, "do_resize")),
+        tile=int(size.height),
         crop_to_patches=bool(effective_setting(processor, "crop_to_patches")),
         min_patches=_whole(effective_setting(processor, "min_patches"), "min_patches"),
         max_patches=_whole(effective_setting(processor, "max_patches"), "max_patches"),
-        tokens_per_side=per_side, cell=patch * merge,
+        tokens_per_side=per_side,
+        cell=patch * merge,
     )
 
 
@@ -421,28 +426,30 @@ class Idefics3Settings:
 
 def read_idefics3(processor: ProcessorMixin, config: PretrainedConfig) -> Idefics3Settings:
     """Read an ``Idefics3ImageProcessor`` / ``SmolVLMImageProcessor`` and check it against the vision tower."""
-    image_processor = _family_image_processor(
-        processor, ("Idefics3ImageProcessor", "SmolVLMImageProcessor"), "Idefics3 / SmolVLM"
-    )
+    image_processor = _family_image_processor(processor, ("Idefics3ImageProcessor", "SmolVLMImageProcessor"), "Idefics3 / SmolVLM")
     vision_size, patch = _vision_side(config, "image_size"), _vision_side(config, "patch_size")
     scale = _merge_factor(vision_size // patch, getattr(config, "scale_factor", None), "the model's scale_factor")
     per_side = vision_size // patch // scale
     _check_seq_length(getattr(processor, "image_seq_len", None), per_side * per_side, "tile")
     max_image_size = effective_setting(processor, "max_image_size")
-    tile = max_image_size.get("longest_edge") if isinstance(max_image_size, dict) else getattr(
-        max_image_size, "longest_edge", None)
+    tile = max_image_size.get("longest_edge") if isinstance(max_image_size, dict) else getattr(max_image_size, "longest_edge", None)
     if tile != vision_size:
-        raise VisheadsError(f"the processor makes tiles of max_image_size={tile} px but the vision tower takes "
-                            f"{vision_size} px; load the processor saved with the model")
+        raise VisheadsError(
+            f"the processor makes tiles of max_image_size={tile} px but the vision tower takes "
+            f"{vision_size} px; load the processor saved with the model"
+        )
     do_resize = bool(effective_setting(processor, "do_resize"))
     size = _size_dict(effective_setting(processor, "size"), "size", default_to_square=False)
     if do_resize and (size is None or not (size.longest_edge or (size.height and size.width))):
-        raise VisheadsError(
-            f"the Idefics3 image processor's size must have longest_edge or height and width, got {size}"
-        )
+        raise VisheadsError(f"the Idefics3 image processor's size must have longest_edge or height and width, got {size}")
     return Idefics3Settings(
-        do_resize=do_resize, size=size, do_image_splitting=bool(effective_setting(processor, "do_image_splitting")),
-        tile=int(tile), tokens_per_side=per_side, cell=patch * scale, image_processor=image_processor,
+        do_resize=do_resize,
+        size=size,
+        do_image_splitting=bool(effective_setting(processor, "do_image_splitting")),
+        tile=int(tile),
+        tokens_per_side=per_side,
+        cell=patch * scale,
+        image_processor=image_processor,
     )
 
 
@@ -455,8 +462,10 @@ def read_onevision_geometry(processor: ProcessorMixin, config: PretrainedConfig)
     _family_image_processor(processor, ("LlavaOnevisionImageProcessor",), "LLaVA-OneVision")
     image = _read_image_settings(processor, "llava_onevision")
     vision_size, patch = _vision_side(config, "image_size"), _vision_side(config, "patch_size")
-    for source, strategy in (("model", getattr(config, "vision_feature_select_strategy", None)),
-                             ("processor", getattr(processor, "vision_feature_select_strategy", None) or "full")):
+    for source, strategy in (
+        ("model", getattr(config, "vision_feature_select_strategy", None)),
+        ("processor", getattr(processor, "vision_feature_select_strategy", None) or "full"),
+    ):
         if strategy != "full":
             raise VisheadsError(
                 f"LLaVA-OneVision's {source} uses vision_feature_select_strategy={strategy!r}; its SigLIP tower has "
@@ -479,5 +488,4 @@ def read_onevision_geometry(processor: ProcessorMixin, config: PretrainedConfig)
     match = re.fullmatch(r"anyres_max_(\d+)", str(aspect))
     if match is None or int(match.group(1)) < 1:
         raise VisheadsError(f"unsupported vision_aspect_ratio {aspect!r}; region geometry knows 'anyres_max_N'")
-    return Geometry(image=image, vision_size=vision_size, patch_size=patch, leading_tokens=0,
-                    anyres_max=int(match.group(1)))
+    return Geometry(image=image, vision_size=vision_size, patch_size=patch, leading_tokens=0, anyres_max=int(match.group(1)))

@@ -38,6 +38,7 @@ SPLIT = "test"
 # hf-multimodal's resizing would move a question's box (given in the image's own pixels) off its tokens.
 _RESIZING = ("image_width", "image_height", "image_max_side", "min_pixels", "max_pixels")
 
+
 @register_model("llava_visheads")
 class LlavaVisheadsLM(Shareable, HFMultimodalLM):
     """``llava_visheads`` in lm-eval: ``hf-multimodal`` with this project's masks and records."""
@@ -65,8 +66,14 @@ class LlavaVisheadsLM(Shareable, HFMultimodalLM):
                 f"{cls.model_id} keeps images as the task gives them (boxes and records are in their pixels); drop {', '.join(resizing)}"
             )
         own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
-        return check_model(str(kwargs.get("pretrained", DEFAULT_PRETRAINED)), own, revision=str(kwargs.get("revision") or "main"),
-                           dtype=kwargs.get("dtype", "auto"), model_types=cls.model_types, model_id=cls.model_id)
+        return check_model(
+            str(kwargs.get("pretrained", DEFAULT_PRETRAINED)),
+            own,
+            revision=str(kwargs.get("revision") or "main"),
+            dtype=kwargs.get("dtype", "auto"),
+            model_types=cls.model_types,
+            model_id=cls.model_id,
+        )
 
     def instrument(self, instrumentation: Instrumentation) -> None:
         self.instrumentation = instrumentation
@@ -79,7 +86,9 @@ class LlavaVisheadsLM(Shareable, HFMultimodalLM):
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> LlavaVisheadsLM:
         """lm-eval's constructor from a model_args string; a model loaded earlier in a sweep is reused."""
         args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-        return shared_or_loaded(cls, args, arg_string, lambda: super(LlavaVisheadsLM, cls).create_from_arg_string(arg_string, additional_config))
+        return shared_or_loaded(
+            cls, args, arg_string, lambda: super(LlavaVisheadsLM, cls).create_from_arg_string(arg_string, additional_config)
+        )
 
     @classmethod
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict | None = None) -> LlavaVisheadsLM:
@@ -141,8 +150,14 @@ class VisheadsLM(LlavaVisheadsLM):
         # HFLM loads the model with this class (hf-multimodal's AutoModelForImageTextToText otherwise).
         self.AUTO_MODEL_CLASS = checked.family.model_class_object()
 
-    def _create_tokenizer(self, pretrained: str | Any, tokenizer: str | Any | None, revision: str | None = "main",
-                          trust_remote_code: bool | None = False, **kwargs: Any) -> None:
+    def _create_tokenizer(
+        self,
+        pretrained: str | Any,
+        tokenizer: str | Any | None,
+        revision: str | None = "main",
+        trust_remote_code: bool | None = False,
+        **kwargs: Any,
+    ) -> None:
         """hf-multimodal's processor and tokenizer, the processor loaded through ``load_processor``."""
         if tokenizer and not isinstance(tokenizer, str):
             self.processor = tokenizer  # a processor object, which hf-multimodal also takes

@@ -58,14 +58,16 @@ def request_key(args: tuple) -> RecordKey:
     return RecordKey(task=task, split=split, doc_id=int(doc_id))
 
 
-def in_batches(requests: list[Instance], gen_kwargs_index: int, batch_size: int, rank: int,
-               run_batch: Callable[[list[tuple]], list[Any]]) -> list[Any]:
+def in_batches(
+    requests: list[Instance], gen_kwargs_index: int, batch_size: int, rank: int, run_batch: Callable[[list[tuple]], list[Any]]
+) -> list[Any]:
     """``run_batch`` over batches of at most ``batch_size`` requests' arguments, grouped by their generation
     kwargs (at ``gen_kwargs_index``) and kept in lmms-eval's order within a group, as lmms-eval's adapters group
     them; the results in the order of ``requests``."""
     at = gen_kwargs_index
-    collator = lmms_utils.Collator([request.args for request in requests], lambda args: (args[at], args[at]),
-                                   group_fn=lambda args: args[at], grouping=True)
+    collator = lmms_utils.Collator(
+        [request.args for request in requests], lambda args: (args[at], args[at]), group_fn=lambda args: args[at], grouping=True
+    )
     results: list[Any] = []
     progress = tqdm(total=math.ceil(len(requests) / batch_size), disable=rank != 0, desc="Model Responding")
     try:
@@ -77,8 +79,9 @@ def in_batches(requests: list[Instance], gen_kwargs_index: int, batch_size: int,
     return collator.get_original(results)
 
 
-def generate_batch(instrumentation: Instrumentation, generate: Callable[..., Any], prompts: list[PromptedDoc],
-                   kwargs: dict[str, Any]) -> torch.Tensor:
+def generate_batch(
+    instrumentation: Instrumentation, generate: Callable[..., Any], prompts: list[PromptedDoc], kwargs: dict[str, Any]
+) -> torch.Tensor:
     """One ``generate(**kwargs)`` over the rows of ``prompts``, through the run's instrumentation; a
     :class:`GenerationFailed` naming the batch's documents if it raises."""
     try:

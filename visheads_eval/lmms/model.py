@@ -35,6 +35,7 @@ from visheads_eval.lmms.model_args import check_model_args
 from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
 from visheads_eval.sharing import Shareable, is_shared, shared_or_loaded
 
+
 @contextlib.contextmanager
 def _llava_family_known_to_llava_hf() -> Iterator[None]:
     """Let ``llava_hf`` load every LLaVA-family class (it knows llava and llava_next, not vipllava)."""
@@ -76,7 +77,9 @@ class VisheadsAdapter(Shareable):
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> VisheadsAdapter:
         """lmms-eval's constructor from ``--model_args``; a model loaded earlier in a sweep is reused."""
         args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-        return shared_or_loaded(cls, args, arg_string, lambda: super(VisheadsAdapter, cls).create_from_arg_string(arg_string, additional_config))
+        return shared_or_loaded(
+            cls, args, arg_string, lambda: super(VisheadsAdapter, cls).create_from_arg_string(arg_string, additional_config)
+        )
 
     def clean(self) -> None:
         """lmms-eval frees the model after each evaluation; a model shared by a sweep stays for the next one."""
@@ -123,8 +126,7 @@ class VisheadsAdapter(Shareable):
         except Exception as error:
             where = self._current_doc.key if self._current_doc is not None else None
             self._failure = GenerationFailed(
-                f"generation failed on task '{where.task}' ({where.split}) doc {where.doc_id}: "
-                f"{type(error).__name__}: {error}"
+                f"generation failed on task '{where.task}' ({where.split}) doc {where.doc_id}: {type(error).__name__}: {error}"
                 if where
                 else f"generation failed: {type(error).__name__}: {error}"
             )
@@ -179,9 +181,17 @@ class BatchingAdapter(VisheadsAdapter):
         gen_kwargs = chunk[0][self._gen_kwargs_index]
         gen = {"max_new_tokens": 1024, "temperature": 0, "top_p": None, "num_beams": 1, **gen_kwargs}  # llava_hf's defaults
         do_sample = gen["temperature"] > 0
-        kwargs = {**inputs, "do_sample": do_sample, "temperature": gen["temperature"] if do_sample else None, "top_p": gen["top_p"],
-                  "num_beams": gen["num_beams"], "max_new_tokens": gen["max_new_tokens"], "use_cache": self.use_cache,
-                  "pad_token_id": self.eot_token_id, "eos_token_id": self.eot_token_id}
+        kwargs = {
+            **inputs,
+            "do_sample": do_sample,
+            "temperature": gen["temperature"] if do_sample else None,
+            "top_p": gen["top_p"],
+            "num_beams": gen["num_beams"],
+            "max_new_tokens": gen["max_new_tokens"],
+            "use_cache": self.use_cache,
+            "pad_token_id": self.eot_token_id,
+            "eos_token_id": self.eot_token_id,
+        }
         output = generate_batch(self.instrumentation, self.model.generate, prompts, kwargs)
         generated = output[:, inputs["input_ids"].shape[1] :]
         answers = self.tokenizer.batch_decode(generated, skip_special_tokens=True)

@@ -53,8 +53,7 @@ def check_arg_names(model_args: dict[str, Any]) -> None:
     for key in model_args:
         if key not in known:
             raise VisheadsError(
-                f"unknown model_args key '{key}' for llava_visheads{did_you_mean(key, known)}; "
-                f"known keys: {', '.join(sorted(known))}"
+                f"unknown model_args key '{key}' for llava_visheads{did_you_mean(key, known)}; known keys: {', '.join(sorted(known))}"
             )
 
 
@@ -78,9 +77,16 @@ def check_model_args(model_args: dict[str, Any]) -> CheckedArgs:
         # llava_hf passes its default device_map="" to from_pretrained, which transformers 5 rejects;
         # with several processes on GPUs it picks cuda:<rank> itself.
         kwargs["device_map"] = str(kwargs["device"])
-    return check_model(given, own, revision=str(kwargs.get("revision", "main")), dtype=kwargs.get("dtype", "auto"),
-                       trust_remote_code=bool(kwargs.get("trust_remote_code", False)), parent=kwargs,
-                       model_types=LLAVA_FAMILY, model_id="llava_visheads")
+    return check_model(
+        given,
+        own,
+        revision=str(kwargs.get("revision", "main")),
+        dtype=kwargs.get("dtype", "auto"),
+        trust_remote_code=bool(kwargs.get("trust_remote_code", False)),
+        parent=kwargs,
+        model_types=LLAVA_FAMILY,
+        model_id="llava_visheads",
+    )
 
 
 def check_visheads_model_args(model_args: dict[str, Any], prompting_keys: Collection[str] = ()) -> CheckedArgs:
@@ -105,5 +111,13 @@ def check_visheads_model_args(model_args: dict[str, Any], prompting_keys: Collec
         kwargs["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per launched process
     if not kwargs.get("device_map"):
         kwargs["device_map"] = str(kwargs["device"])
-    return check_model(given, own, revision=str(kwargs.get("revision", "main")), dtype=kwargs.get("dtype", "auto"),
-                       trust_remote_code=flag(kwargs, "trust_remote_code"), parent=kwargs, model_types=None, model_id="visheads")
+    return check_model(
+        given,
+        own,
+        revision=str(kwargs.get("revision", "main")),
+        dtype=kwargs.get("dtype", "auto"),
+        trust_remote_code=flag(kwargs, "trust_remote_code"),
+        parent=kwargs,
+        model_types=None,
+        model_id="visheads",
+    )

@@ -90,20 +90,33 @@ PROMPTING: dict[str | None, Prompting] = {
     # same limits first, which the processor's own resize then repeats), images sent as JPEG (quality 85) data
     # URLs, "<image>" removed from the text, max_new_tokens 128, eos = tokenizer eos, pad = tokenizer pad or eos,
     # answers cut at the task's `until` strings and stripped.
-    "qwen2_vl": Prompting("simple/qwen2_vl.py", system_prompt=HELPFUL_ASSISTANT,
-                          processor_settings={"min_pixels": 3136, "max_pixels": 602112}, jpeg_quality=85, text_removed=r"<image>",
-                          max_new_tokens=128, decode=NO_CLEANUP, until="all", strip_answer=True),
+    "qwen2_vl": Prompting(
+        "simple/qwen2_vl.py",
+        system_prompt=HELPFUL_ASSISTANT,
+        processor_settings={"min_pixels": 3136, "max_pixels": 602112},
+        jpeg_quality=85,
+        text_removed=r"<image>",
+        max_new_tokens=128,
+        decode=NO_CLEANUP,
+        until="all",
+        strip_answer=True,
+    ),
     # chat/qwen2_5_vl.py (the default; its simple parent adds "You are a helpful assistant.", the chat one adds no
     # system turn): AutoProcessor.from_pretrained(min_pixels=256*28*28, max_pixels=1605632), max_new_tokens 128.
-    "qwen2_5_vl": Prompting("chat/qwen2_5_vl.py", processor_settings={"min_pixels": 256 * 28 * 28, "max_pixels": 1605632},
-                            max_new_tokens=128, decode=NO_CLEANUP),
+    "qwen2_5_vl": Prompting(
+        "chat/qwen2_5_vl.py", processor_settings={"min_pixels": 256 * 28 * 28, "max_pixels": 1605632}, max_new_tokens=128, decode=NO_CLEANUP
+    ),
     # chat/qwen3_vl.py: a "You are a helpful assistant." system turn; the processor is called with do_resize=False
     # on images qwen_vl_utils resized (image_patch_size=16: multiples of 32 px within its defaults
     # IMAGE_MIN_TOKEN_NUM * 32 * 32 .. IMAGE_MAX_TOKEN_NUM * 32 * 32), so those are the limits that hold, not
     # the min/max_pixels given to AutoProcessor. DEFAULT_GEN_KWARGS: max_new_tokens 128.
-    "qwen3_vl": Prompting("chat/qwen3_vl.py", system_prompt=HELPFUL_ASSISTANT,
-                          processor_settings={"min_pixels": 4 * 32 * 32, "max_pixels": 16384 * 32 * 32}, max_new_tokens=128,
-                          decode=NO_CLEANUP),
+    "qwen3_vl": Prompting(
+        "chat/qwen3_vl.py",
+        system_prompt=HELPFUL_ASSISTANT,
+        processor_settings={"min_pixels": 4 * 32 * 32, "max_pixels": 16384 * 32 * 32},
+        max_new_tokens=128,
+        decode=NO_CLEANUP,
+    ),
     # chat/internvl_hf.py: no system turn, processor calls with min_patches=1, max_patches=12 (its __init__
     # defaults), max_new_tokens 1024, eos = tokenizer eos, pad = tokenizer pad.
     "internvl_hf": Prompting("chat/internvl_hf.py", processor_settings={"min_patches": 1, "max_patches": 12}, decode=NO_CLEANUP),
@@ -111,9 +124,17 @@ PROMPTING: dict[str | None, Prompting] = {
     # "<image N>" removed from the text, apply_chat_template(tokenize=True) with padding to a multiple of 8,
     # max_new_tokens 128, no eos or pad given to generate (the model's generation_config), answers cut at the
     # task's `until` strings but "\n\n". Its min_pixels/max_pixels go to a processor that ignores them.
-    "gemma3": Prompting("simple/gemma3.py", system_prompt=HELPFUL_ASSISTANT, processor_call={"pad_to_multiple_of": 8},
-                        jpeg_quality=85, text_removed=r"<image>|<image \d+>", max_new_tokens=128, stop_ids="generation_config",
-                        decode=NO_CLEANUP, until="but_blank_lines"),
+    "gemma3": Prompting(
+        "simple/gemma3.py",
+        system_prompt=HELPFUL_ASSISTANT,
+        processor_call={"pad_to_multiple_of": 8},
+        jpeg_quality=85,
+        text_removed=r"<image>|<image \d+>",
+        max_new_tokens=128,
+        stop_ids="generation_config",
+        decode=NO_CLEANUP,
+        until="but_blank_lines",
+    ),
     # Idefics3 and SmolVLM: lmms-eval's generic chat/huggingface.py (no system turn, max_new_tokens 4096, no
     # tokenization clean-up); stops from the model's generation_config, which names the end-of-utterance token
     # where the tokenizer's eos may not.
@@ -196,8 +217,12 @@ class Visheads(Shareable, lmms):
         self._rank = int(os.environ.get("RANK", "0"))  # lmms-eval's evaluator splits the documents by these
         self._world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self._model = self._load_model(checked, settings)
-        self.processor = load_processor(checked.pretrained, revision=str(settings.get("revision", "main")),
-                                        trust_remote_code=flag(settings, "trust_remote_code"), **self.prompting.processor_settings)
+        self.processor = load_processor(
+            checked.pretrained,
+            revision=str(settings.get("revision", "main")),
+            trust_remote_code=flag(settings, "trust_remote_code"),
+            **self.prompting.processor_settings,
+        )
         self.processor.tokenizer.padding_side = "left"
         self.instrument(instrumentation)
 
@@ -229,8 +254,12 @@ class Visheads(Shareable, lmms):
             dtype = getattr(torch, dtype)
         loading = {"attn_implementation": settings["attn_implementation"]} if settings.get("attn_implementation") else {}
         model = checked.family.model_class_object().from_pretrained(
-            checked.pretrained, revision=str(settings.get("revision", "main")), dtype=dtype, device_map=str(settings["device_map"]),
-            trust_remote_code=flag(settings, "trust_remote_code"), **loading,
+            checked.pretrained,
+            revision=str(settings.get("revision", "main")),
+            dtype=dtype,
+            device_map=str(settings["device_map"]),
+            trust_remote_code=flag(settings, "trust_remote_code"),
+            **loading,
         )
         return model.eval()
 
@@ -303,10 +332,21 @@ class Visheads(Shareable, lmms):
 
     def _generation(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
         """generate's settings: the task's, over the adapter's defaults; greedy unless the task sets a temperature."""
-        gen = {"max_new_tokens": self.prompting.max_new_tokens, "temperature": 0, "top_p": None, "top_k": None, "num_beams": 1, **gen_kwargs}
+        gen = {
+            "max_new_tokens": self.prompting.max_new_tokens,
+            "temperature": 0,
+            "top_p": None,
+            "top_k": None,
+            "num_beams": 1,
+            **gen_kwargs,
+        }
         sampling = float(gen["temperature"] or 0) > 0
-        settings = {"max_new_tokens": int(gen["max_new_tokens"]), "do_sample": sampling, "num_beams": int(gen["num_beams"] or 1),
-                    "use_cache": self.use_cache}
+        settings = {
+            "max_new_tokens": int(gen["max_new_tokens"]),
+            "do_sample": sampling,
+            "num_beams": int(gen["num_beams"] or 1),
+            "use_cache": self.use_cache,
+        }
         if sampling:
             settings.update({name: gen[name] for name in ("temperature", "top_p", "top_k") if gen[name] is not None})
         return settings

@@ -116,9 +116,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{key}' is written twice", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is written twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -174,23 +172,18 @@ def parse_spec(data: Any, name: str, source: str, base_dir: Path | None = None) 
         if mode != "mean":
             raise VisheadsError(f"{where}: means applies to mode mean only; remove it or set mode: mean")
         means = _parse_means(data["means"], base_dir, where)
-    return MaskSpec(name=name, source=source, description=description, mode=mode, select=select, heads=heads,
-                    means=means)
+    return MaskSpec(name=name, source=source, description=description, mode=mode, select=select, heads=heads, means=means)
 
 
 def _check_keys(data: Mapping[Any, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in data:
         if key not in allowed:
-            raise VisheadsError(
-                f"{where}: unknown key '{key}'{did_you_mean(str(key), allowed)}; keys are {', '.join(allowed)}"
-            )
+            raise VisheadsError(f"{where}: unknown key '{key}'{did_you_mean(str(key), allowed)}; keys are {', '.join(allowed)}")
 
 
 def _choice(value: Any, key: str, choices: tuple[str, ...], where: str) -> str:
     if value not in choices:
-        raise VisheadsError(
-            f"{where}: unknown {key} '{value}'{did_you_mean(str(value), choices)}; {key} is one of {', '.join(choices)}"
-        )
+        raise VisheadsError(f"{where}: unknown {key} '{value}'{did_you_mean(str(value), choices)}; {key} is one of {', '.join(choices)}")
     return value
 
 

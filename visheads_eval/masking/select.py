@@ -32,7 +32,7 @@ def ranked_heads(ranking: pd.DataFrame, candidates: list[Head]) -> list[Head]:
     """``candidates`` from the best-ranked to the worst (``ranking`` as read by ``read_ranking``)."""
     wanted = set(candidates)
     by_rank = ranking.sort_values("rank", kind="stable")
-    ranked = (Head(int(layer), int(head)) for layer, head in zip(by_rank["layer"], by_rank["head"]))
+    ranked = (Head(int(layer), int(head)) for layer, head in zip(by_rank["layer"], by_rank["head"], strict=False))
     return [head for head in ranked if head in wanted]
 
 

@@ -45,8 +45,9 @@ def _folder_specs(folder: Path, origin: str) -> dict[str, SpecFile]:
         if path.suffix.lower() not in SPEC_SUFFIXES or path.name.startswith(".") or not path.is_file():
             continue
         if path.stem in found:
-            raise VisheadsError(f"mask folder {folder} has two specs named '{path.stem}' ({found[path.stem].path.name} "
-                                f"and {path.name}); keep one")
+            raise VisheadsError(
+                f"mask folder {folder} has two specs named '{path.stem}' ({found[path.stem].path.name} and {path.name}); keep one"
+            )
         found[path.stem] = SpecFile(path.stem, path, origin)
     return found
 
@@ -102,8 +103,15 @@ def _inline(text: str) -> MaskSpec:
     except VisheadsError as error:
         raise VisheadsError(f"mask '{text}': {error}") from error
     heads = unique_heads(parsed, f"mask '{text}'")
-    return MaskSpec(name="+".join(map(str, heads)), source=INLINE, description="inline list of heads",
-                    mode=DEFAULT_MODE, select=None, heads=heads, means=None)
+    return MaskSpec(
+        name="+".join(map(str, heads)),
+        source=INLINE,
+        description="inline list of heads",
+        mode=DEFAULT_MODE,
+        select=None,
+        heads=heads,
+        means=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -176,9 +184,17 @@ def _resolve(spec: MaskSpec, shape: HeadShape, model: str | None, ranking: Path 
             ranking_sha256 = hashlib.sha256(ranking_path.read_bytes()).hexdigest()
         heads = select_heads(spec.select, shape, table)
     means_path = _means_path(spec, model, ranking) if spec.mode == "mean" else None
-    return ResolvedMask(name=spec.name, mode=spec.mode, heads=tuple(sorted(heads)), seed=spec.seed,
-                        spec=spec.to_dict(), source=spec.source, ranking_path=ranking_path,
-                        ranking_sha256=ranking_sha256, means_path=means_path)
+    return ResolvedMask(
+        name=spec.name,
+        mode=spec.mode,
+        heads=tuple(sorted(heads)),
+        seed=spec.seed,
+        spec=spec.to_dict(),
+        source=spec.source,
+        ranking_path=ranking_path,
+        ranking_sha256=ranking_sha256,
+        means_path=means_path,
+    )
 
 
 def _check_ranked_weights(ranking_path: Path, weights: dict | None) -> None:
@@ -203,8 +219,7 @@ def _ranking_path(spec: MaskSpec, model: str | None, ranking: Path | str | None)
             raise VisheadsError(f"ranking file {path} does not exist")
         return path
     if model is None:
-        raise VisheadsError(f"selecting {spec.select.order} heads needs a ranking of the model's heads; "
-                            f"pass ranking=FILE (--ranking FILE)")
+        raise VisheadsError(f"selecting {spec.select.order} heads needs a ranking of the model's heads; pass ranking=FILE (--ranking FILE)")
     path = default_ranking_path(model)
     if not path.is_file():
         raise VisheadsError(
@@ -218,11 +233,15 @@ def _means_path(spec: MaskSpec, model: str | None, ranking: Path | str | None) -
     if spec.means is not None:
         return spec.means
     if ranking is None and model is None:
-        raise VisheadsError("mode mean needs reference means: give `means: FILE.npz` in the spec, or a ranking "
-                            "(ranking=FILE) to find <ranking stem>.means.npz next to it")
+        raise VisheadsError(
+            "mode mean needs reference means: give `means: FILE.npz` in the spec, or a ranking "
+            "(ranking=FILE) to find <ranking stem>.means.npz next to it"
+        )
     ranking_file = Path(ranking).expanduser().resolve() if ranking is not None else default_ranking_path(model)
     path = ranking_file.with_name(f"{ranking_file.stem}.means.npz")
     if not path.is_file():
-        raise VisheadsError(f"mode mean needs reference means, and {path} (next to the ranking) does not exist; "
-                            f"make it there or give `means: FILE.npz` in the spec")
+        raise VisheadsError(
+            f"mode mean needs reference means, and {path} (next to the ranking) does not exist; "
+            f"make it there or give `means: FILE.npz` in the spec"
+        )
     return path

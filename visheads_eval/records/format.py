@@ -152,7 +152,9 @@ def run_identity(run: dict[str, Any]) -> dict[str, Any]:
 
 def identity_difference(found: dict[str, Any], expected: dict[str, Any]) -> str:
     """``"model 'a' vs 'b', ..."`` for the identity fields that differ, or ``""``."""
-    differing = [f"{field} {found.get(field)!r} vs {expected.get(field)!r}" for field in IDENTITY_FIELDS if found.get(field) != expected.get(field)]
+    differing = [
+        f"{field} {found.get(field)!r} vs {expected.get(field)!r}" for field in IDENTITY_FIELDS if found.get(field) != expected.get(field)
+    ]
     return ", ".join(differing)
 
 
@@ -166,7 +168,9 @@ def read_run(directory: Path) -> dict[str, Any]:
         hint = ""
         if (directory.parent / RUN_FILE).is_file():
             hint = f"; did you mean its parent {directory.parent}?"
-        raise VisheadsError(f"{directory} is not a record folder (it has no {RUN_FILE}){hint or '; give the folder passed as record=<dir>'}")
+        raise VisheadsError(
+            f"{directory} is not a record folder (it has no {RUN_FILE}){hint or '; give the folder passed as record=<dir>'}"
+        )
     try:
         run = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -219,7 +223,9 @@ def _check_header(path: Path, metadata: dict[bytes, bytes], run: dict[str, Any])
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise _damaged(path, error) from error
     if header.get("format", 0) > FORMAT_VERSION:
-        raise VisheadsError(f"record shard {path} was written in records format {header['format']} by a newer visheads_eval; upgrade to read it")
+        raise VisheadsError(
+            f"record shard {path} was written in records format {header['format']} by a newer visheads_eval; upgrade to read it"
+        )
     difference = identity_difference(header.get("run", {}), run_identity(run))
     if difference:
         raise VisheadsError(

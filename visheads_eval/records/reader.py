@@ -74,8 +74,10 @@ class _Shards:
 
     def _read(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
         merged = np.empty((self.n_samples, int(np.prod(shape))), dtype)  # (sample, values)
-        shards = zip(self.files, self.destinations)
-        for shard, destination in tqdm(shards, total=len(self.files), desc=f"reading {name}", unit="shard", leave=False, delay=1.0, disable=not self.progress):
+        shards = zip(self.files, self.destinations, strict=False)
+        for shard, destination in tqdm(
+            shards, total=len(self.files), desc=f"reading {name}", unit="shard", leave=False, delay=1.0, disable=not self.progress
+        ):
             column = read_shard(shard, self.run, [name]).table.column(name).combine_chunks()
             if len(column) != len(destination):
                 raise VisheadsError(f"record shard {shard.path} changed while it was being read; reload the records")
@@ -190,8 +192,10 @@ class Records:
         rows = positions if self._rows is None else self._rows[positions]
         if not len(rows):
             raise VisheadsError(f"the records of {self.directory} hold no sample of tasks={tasks} splits={splits} together")
-        selected = set(zip(self.meta["task"][keep], self.meta["split"][keep]))
-        in_selection = np.array([pair in selected for pair in zip(self.duplicates["task"], self.duplicates["split"])], dtype=bool)
+        selected = set(zip(self.meta["task"][keep], self.meta["split"][keep], strict=False))
+        in_selection = np.array(
+            [pair in selected for pair in zip(self.duplicates["task"], self.duplicates["split"], strict=False)], dtype=bool
+        )
         duplicates = self.duplicates.loc[in_selection]
         return Records(self._shards, self.meta.iloc[positions].reset_index(drop=True), duplicates.reset_index(drop=True), rows)
 
@@ -202,7 +206,9 @@ def load_records(directory: str | os.PathLike[str], progress: bool = True) -> Re
     run = read_run(directory)
     files = list_shards(directory)
     if not files:
-        raise VisheadsError(f"record folder {directory} holds no samples (no shards in {directory / SHARD_DIR}); did the run record anything?")
+        raise VisheadsError(
+            f"record folder {directory} holds no samples (no shards in {directory / SHARD_DIR}); did the run record anything?"
+        )
     parts = [
         read_shard(shard, run, [*SCALAR_COLUMNS, *([LENS_TOKEN_COLUMN] if has_lens(run) else [])])
         for shard in tqdm(files, desc=f"reading {directory.name}", unit="shard", leave=False, delay=1.0, disable=not progress)
@@ -230,7 +236,7 @@ def load_records(directory: str | os.PathLike[str], progress: bool = True) -> Re
         directory=directory,
         run=run,
         files=[part.file for part in parts],
-        destinations=[destination[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])],
+        destinations=[destination[start:stop] for start, stop in zip(bounds[:-1], bounds[1:], strict=False)],
         n_samples=len(order),
         progress=progress,
     )
@@ -249,8 +255,10 @@ def _duplicates(everything: pd.DataFrame, dropped: np.ndarray) -> pd.DataFrame:
     copies = everything[dropped]
     originals = first.loc[pd.MultiIndex.from_frame(copies[list(KEY_COLUMNS)])]
     identical = [
-        all(_same(a, b) for a, b in zip(copy, original))
-        for copy, original in zip(copies[_COMPARED_COLUMNS].itertuples(index=False), originals[_COMPARED_COLUMNS].itertuples(index=False))
+        all(_same(a, b) for a, b in zip(copy, original, strict=False))
+        for copy, original in zip(
+            copies[_COMPARED_COLUMNS].itertuples(index=False), originals[_COMPARED_COLUMNS].itertuples(index=False), strict=False
+        )
     ]
     return pd.DataFrame(
         {

@@ -27,8 +27,7 @@ def value_problems(records: Records) -> list[str]:
         if per_sample.any():
             first = records.meta.iloc[int(np.argmax(per_sample))]
             problems.append(
-                f"{int(per_sample.sum())} of {len(records)} samples have {what} "
-                f"(first: {first['task']}/{first['split']}/{first['doc_id']})"
+                f"{int(per_sample.sum())} of {len(records)} samples have {what} (first: {first['task']}/{first['split']}/{first['doc_id']})"
             )
 
     image = records.stat("image_attn")  # (sample, layer, head)
@@ -59,8 +58,7 @@ def _lens_problems(records: Records) -> list[str]:
         if per_sample.any():
             first = records.meta.iloc[int(np.argmax(per_sample))]
             problems.append(
-                f"{int(per_sample.sum())} of {len(records)} samples have {what} "
-                f"(first: {first['task']}/{first['split']}/{first['doc_id']})"
+                f"{int(per_sample.sum())} of {len(records)} samples have {what} (first: {first['task']}/{first['split']}/{first['doc_id']})"
             )
 
     logprob, rank, top1 = records.lens("answer_logprob"), records.lens("answer_rank"), records.lens("top1")
@@ -71,6 +69,8 @@ def _lens_problems(records: Records) -> list[str]:
     final = np.zeros_like(rank, dtype=bool)
     final[:, -1] = True
     token = records.meta["lens_answer_token"].to_numpy()[:, None]
-    report(final & ((rank != 0) | (top1 != token) | ~(np.abs(records.lens("kl_to_final")) <= LENS_TOLERANCE)),
-           "a last lens reading that is not the model's answer (rank 0, top-1 = answer token, KL 0)")
+    report(
+        final & ((rank != 0) | (top1 != token) | ~(np.abs(records.lens("kl_to_final")) <= LENS_TOLERANCE)),
+        "a last lens reading that is not the model's answer (rank 0, top-1 = answer token, KL 0)",
+    )
     return problems

@@ -230,10 +230,15 @@ class RecordWriter:
     def _checked_stats(self, key: RecordKey, stats: Mapping[str, Any], n_image_tokens: int) -> dict[str, np.ndarray]:
         unknown = [name for name in stats if name not in STATISTICS]
         if unknown:
-            raise VisheadsError(f"record {key}: unknown statistic '{unknown[0]}'{did_you_mean(unknown[0], STATISTICS)}; records hold {', '.join(STATISTICS)}")
+            raise VisheadsError(
+                f"record {key}: unknown statistic '{unknown[0]}'{did_you_mean(unknown[0], STATISTICS)}; records hold "
+                f"{', '.join(STATISTICS)}"
+            )
         missing = [name for name in REQUIRED_STATISTICS if stats.get(name) is None]
         if missing:
-            raise VisheadsError(f"record {key}: statistics {', '.join(missing)} are missing; every record needs {', '.join(REQUIRED_STATISTICS)}")
+            raise VisheadsError(
+                f"record {key}: statistics {', '.join(missing)} are missing; every record needs {', '.join(REQUIRED_STATISTICS)}"
+            )
         checked = {}
         for name, value in stats.items():
             if value is None and name in OPTIONAL_STATISTICS:
@@ -249,7 +254,10 @@ class RecordWriter:
                 if array.dtype.kind not in "iu":
                     raise VisheadsError(f"record {key}: statistic '{name}' holds token indices and must be integers, got {array.dtype}")
                 if array.size and (array.min() < 0 or array.max() >= max(n_image_tokens, 1)):
-                    raise VisheadsError(f"record {key}: statistic '{name}' must index the {n_image_tokens} image tokens, got values {array.min()}..{array.max()}")
+                    raise VisheadsError(
+                        f"record {key}: statistic '{name}' must index the {n_image_tokens} image tokens, got values "
+                        f"{array.min()}..{array.max()}"
+                    )
             elif array.dtype.kind != "f":
                 raise VisheadsError(f"record {key}: statistic '{name}' must hold floating-point values, got {array.dtype}")
             checked[name] = array.astype(dtype, copy=False)
@@ -258,7 +266,9 @@ class RecordWriter:
     def _checked_lens(self, key: RecordKey, lens: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if not self.logit_lens:
             if lens is not None:
-                raise VisheadsError(f"record {key}: this run records no logit lens (run.json has no \"logit_lens\": true), but a lens was given")
+                raise VisheadsError(
+                    f'record {key}: this run records no logit lens (run.json has no "logit_lens": true), but a lens was given'
+                )
             return None
         if lens is None:
             raise VisheadsError(f"record {key}: this run records the logit lens; every record needs it")
@@ -276,7 +286,10 @@ class RecordWriter:
                     "the embeddings, then after each of the run's layers"
                 )
             if array.dtype.kind not in ("iu" if dtype.kind == "i" else "f"):
-                raise VisheadsError(f"record {key}: lens statistic '{name}' must hold {'integers' if dtype.kind == 'i' else 'floating-point values'}, got {array.dtype}")
+                raise VisheadsError(
+                    f"record {key}: lens statistic '{name}' must hold "
+                    f"{'integers' if dtype.kind == 'i' else 'floating-point values'}, got {array.dtype}"
+                )
             checked[name] = array.astype(dtype, copy=False)
         return checked
 
@@ -378,7 +391,9 @@ def _checked_image_size(key: RecordKey, image_size: Sequence[int] | None) -> tup
         or len(image_size) != 2
         or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 < v < 2**31 for v in image_size)
     ):
-        raise VisheadsError(f"record {key}: image_size must be (width, height) in pixels, two positive integers, or None, got {image_size!r}")
+        raise VisheadsError(
+            f"record {key}: image_size must be (width, height) in pixels, two positive integers, or None, got {image_size!r}"
+        )
     return int(image_size[0]), int(image_size[1])
 
 
