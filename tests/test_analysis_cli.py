@@ -74,7 +74,7 @@ def expected_scores(folder: Path, task: str, keep: np.ndarray | None = None) -> 
 
 
 def test_rank_writes_the_ranking_that_mask_specs_read(folders, tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.setenv("VISHEADS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VISHEADS_CACHE", str(tmp_path / "home"))
     code, out, err = visheads(capsys, "rank", folders["a"], folders["b"], "--task", "pointqa_visual_general")
     assert code == 0, err
     path = tmp_path / "home" / "rankings" / "org__model-a.csv"

@@ -348,7 +348,7 @@ def test_counts_that_do_not_fit_the_model(tmp_path: Path, rankings: dict[int, Pa
 
 
 def test_missing_or_mismatched_ranking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rankings: dict[int, Path]) -> None:
-    monkeypatch.setenv("VISHEADS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VISHEADS_CACHE", str(tmp_path / "home"))
     model = "llava-hf/llava-1.5-7b-hf"
     expected = tmp_path / "home" / "rankings" / "llava-hf__llava-1.5-7b-hf.csv"
     with pytest.raises(

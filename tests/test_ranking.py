@@ -61,5 +61,12 @@ def test_missing_and_foreign_files(tmp_path: Path) -> None:
 
 
 def test_default_location_is_per_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("VISHEADS_HOME", str(tmp_path))
+    monkeypatch.setenv("VISHEADS_CACHE", str(tmp_path))
     assert default_ranking_path("llava-hf/llava-1.5-7b-hf") == tmp_path / "rankings" / "llava-hf__llava-1.5-7b-hf.csv"
+
+
+def test_the_old_variable_says_which_one_replaced_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("VISHEADS_CACHE", raising=False)
+    monkeypatch.setenv("VISHEADS_HOME", str(tmp_path))
+    with pytest.raises(VisheadsError, match=f"VISHEADS_HOME is now VISHEADS_CACHE .*: set VISHEADS_CACHE={tmp_path}"):
+        default_ranking_path("llava-hf/llava-1.5-7b-hf")

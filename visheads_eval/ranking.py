@@ -3,7 +3,7 @@
 ``visheads rank`` writes it; mask specs that pick ``top`` or ``others`` heads read it. Columns are
 ``model, layer, head, name, stage, score, rank, image_attn, region_attn, concentration, n_samples``;
 ``rank`` 1 is the most visual head. A model's default ranking lives at
-``$VISHEADS_HOME/rankings/<model>.csv`` (``VISHEADS_HOME`` defaults to ``~/.cache/visheads_eval``).
+``<user cache>/rankings/<model>.csv`` (:func:`visheads_eval.user_cache.rankings_dir`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,15 @@ import pandas as pd
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.heads import HeadShape
+from visheads_eval.user_cache import rankings_dir
 
 COLUMNS = ("model", "layer", "head", "name", "stage", "score", "rank", "image_attn", "region_attn", "concentration", "n_samples")
-
-
-def visheads_home() -> Path:
-    """Where visheads_eval keeps per-user state (default rankings)."""
-    return Path(os.environ.get("VISHEADS_HOME", Path.home() / ".cache" / "visheads_eval")).expanduser()
 
 
 def default_ranking_path(model: str) -> Path:
     """The default ranking file of ``model`` (a hub id or a local path)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "__", model.strip("/")) or "model"
-    return visheads_home() / "rankings" / f"{safe}.csv"
+    return rankings_dir() / f"{safe}.csv"
 
 
 def write_ranking(table: pd.DataFrame, path: Path) -> None:

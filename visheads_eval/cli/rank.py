@@ -2,8 +2,8 @@
 
 One ranking per model, over all the chosen tasks' samples together (``--task`` picks them; the paper
 ranks on PointQA), or with ``--per-task`` one per model and task (``<model>__<task>.csv``). By default
-rankings go where mask specs look for them (``$VISHEADS_HOME/rankings/<model>.csv``); ``--out DIR``
-writes into DIR instead. Beside each ranking, a ``.json`` file records what it was computed from
+rankings go where mask specs look for them (``$VISHEADS_CACHE/rankings/<model>.csv``, by default under
+``~/.cache/visheads_eval``); ``--out DIR`` writes into DIR instead. Beside each ranking, a ``.json`` file records what it was computed from
 (folders, tasks, samples, score constants).
 """
 
