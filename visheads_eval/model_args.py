@@ -16,7 +16,7 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-from visheads_eval.errors import VisheadsError, did_you_mean
+from visheads_eval.errors import VisheadsError
 from visheads_eval.families import Family, family_of
 from visheads_eval.weights import weights_identity
 
@@ -122,9 +122,6 @@ def check_model(
 ) -> CheckedArgs:
     """Resolve and check ``pretrained`` from its config (no weights load); ``own`` are this project's model_args,
     ``parent`` what the host's parent adapter gets; ``model_types`` the families ``model_id`` takes (all if None)."""
-    unknown = [key for key in own if key not in OWN_ARGS]
-    if unknown:
-        raise VisheadsError(f"unknown {model_id} argument '{unknown[0]}'{did_you_mean(unknown[0], OWN_ARGS)}")
     resolved = resolve_pretrained(pretrained)
     config, family = load_model_config(resolved, revision, trust_remote_code, model_types, model_id)
     name = pretrained if pretrained == EMBEDDED_MODEL else resolved

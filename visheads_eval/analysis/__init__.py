@@ -3,8 +3,9 @@
 Modules: ``scores`` (per-head means and the detection score), ``head_maps`` (head maps of record
 folders and ranking files), ``ranking_table`` (a model's ranking and its provenance), ``compare``
 (Pearson across models, EMD across benchmarks), ``figures`` (the paper's figures), ``results``
-(reading both hosts' results and samples files), ``leaderboard`` (accuracy drops under masks),
-``synthetic`` (lmms-eval-shaped results files for benchmarks and tests), ``output`` (atomic writes).
+(reading both hosts' results and samples files), ``paired`` (a mask's drop paired over documents: bootstrap
+interval, McNemar), ``leaderboard`` (accuracy drops under masks), ``lens`` (logit-lens curves and where
+they settle), ``output`` (atomic writes).
 Nothing here loads a model. The ``visheads rank / plot / compare / leaderboard`` commands are thin
 layers over the functions exported here::
 

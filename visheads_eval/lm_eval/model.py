@@ -2,7 +2,9 @@
 
 ``LlavaVisheadsLM`` subclasses lm-eval's ``HFMultimodalLM`` and changes what lm-eval's own
 ``hf_steered`` changes, in its style: this project's model_args are checked and popped before the parent
-loads anything (the same checks and one-line errors as the lmms-eval model), and every batch's
+loads anything (the same checks and one-line errors as the lmms-eval model: a mask, ranking or record folder
+that does not fit, a family the model does not take; ``hf-multimodal``'s own arguments stay lm-eval's to
+check, and any it does not know reach ``from_pretrained`` as they do in ``hf-multimodal``), and every batch's
 ``generate`` runs inside the run's :class:`~visheads_eval.instrumentation.Instrumentation` (masks,
 recorder, records), installed for that call and removed in ``finally``. Which document each row of a
 batch answers is read from the requests lm-eval hands ``generate_until``: the images of a row are the very
@@ -28,7 +30,7 @@ from lm_eval.utils import simple_parse_args_string
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
-from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, OWN_ARGS, CheckedArgs, check_model
+from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, OWN_ARGS, CheckedArgs, check_model, flag
 from visheads_eval.processors import load_processor
 from visheads_eval.records import RecordKey
 from visheads_eval.sharing import Shareable, shared_or_loaded
@@ -71,6 +73,7 @@ class LlavaVisheadsLM(Shareable, HFMultimodalLM):
             own,
             revision=str(kwargs.get("revision") or "main"),
             dtype=kwargs.get("dtype", "auto"),
+            trust_remote_code=flag(kwargs, "trust_remote_code"),
             model_types=cls.model_types,
             model_id=cls.model_id,
         )
