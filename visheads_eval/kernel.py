@@ -6,7 +6,8 @@ key and value (after RoPE, with the cache appended) and hands them to the kernel
 registry. :func:`intercept_attention` puts a dispatcher in that registry entry for as long as a
 ``with`` block lasts, so that handlers see exactly the tensors the kernel sees, and may change its
 output, without switching the model to another kernel. The model object is never modified; the
-registry entry is restored on exit, also after an error.
+registry entry is restored on exit, also after an error. The registry is reached through its public
+mapping interface only (``get``, item assignment and deletion, which write its local entries).
 
 Handlers of several contexts (a recorder and a mask, say) stack: each receives the call and a
 ``proceed()`` that runs the next handler, the innermost finally the model's own kernel.
@@ -65,12 +66,11 @@ class _Binding:
 
 
 _bindings: list[_Binding] = []
-_installed: dict[str, tuple[int, Any, Callable | None]] = {}  # impl -> (users, saved local entry, original kernel)
-_MISSING = object()
+_installed: dict[str, tuple[int, Callable | None]] = {}  # impl -> (users, the kernel the entry resolved to before)
 
 
 def _original_kernel(impl: str, module: nn.Module) -> Callable:
-    original = _installed[impl][2]
+    original = _installed[impl][1]
     if original is not None:
         return original
     # "eager" is not in the registry: each modeling file passes its own eager function as the default.
@@ -99,24 +99,22 @@ def _dispatch(impl: str) -> Callable:
 
 
 def _install(impl: str) -> None:
-    users, saved, original = _installed.get(impl, (0, _MISSING, None))
+    users, original = _installed.get(impl, (0, None))
     if users == 0:
-        saved = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl, _MISSING)
-        original = ALL_ATTENTION_FUNCTIONS.get(impl)  # None for "eager"
-        ALL_ATTENTION_FUNCTIONS[impl] = _dispatch(impl)
-    _installed[impl] = (users + 1, saved, original)
+        original = ALL_ATTENTION_FUNCTIONS.get(impl)  # the kernel the entry resolves to now; None for "eager"
+        ALL_ATTENTION_FUNCTIONS[impl] = _dispatch(impl)  # the registry's public __setitem__: a local entry
+    _installed[impl] = (users + 1, original)
 
 
 def _uninstall(impl: str) -> None:
-    users, saved, original = _installed[impl]
+    users, original = _installed[impl]
     if users > 1:
-        _installed[impl] = (users - 1, saved, original)
+        _installed[impl] = (users - 1, original)
         return
     del _installed[impl]
-    if saved is _MISSING:
-        del ALL_ATTENTION_FUNCTIONS._local_mapping[impl]
-    else:
-        ALL_ATTENTION_FUNCTIONS._local_mapping[impl] = saved
+    del ALL_ATTENTION_FUNCTIONS[impl]  # our local entry; the entry resolves to the registered kernel again
+    if ALL_ATTENTION_FUNCTIONS.get(impl) is not original:
+        ALL_ATTENTION_FUNCTIONS[impl] = original  # someone's own local entry was under ours: put it back
 
 
 def attention_implementation(model: nn.Module) -> str:
