@@ -11,9 +11,7 @@ no ``lm_eval`` or ``lm-eval`` command: lm-eval owns those names.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,9 +34,12 @@ def evaluate(argv: list[str]) -> int:
     from lm_eval.__main__ import cli_evaluate
 
     import visheads_eval.lm_eval  # noqa: F401  (registers visheads and llava_visheads)
+    from visheads_eval import command_line
     from visheads_eval.errors import VisheadsError
+    from visheads_eval.lm_eval import shims
+    from visheads_eval.resources import lm_eval_tasks_dir
 
-    with _shipped_tasks_on_the_path(), _argv(["lm-eval", *argv]):
+    with shims.shipped_tasks_on_the_path(str(lm_eval_tasks_dir())), command_line.argv(["lm-eval", *argv]):
         try:
             cli_evaluate()
         except VisheadsError:
@@ -49,34 +50,3 @@ def evaluate(argv: list[str]) -> int:
             print(f"visheads lm-eval: evaluation failed: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
     return 0
-
-
-@contextlib.contextmanager
-def _argv(argv: list[str]) -> Iterator[None]:
-    saved = sys.argv
-    sys.argv = argv
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
-@contextlib.contextmanager
-def _shipped_tasks_on_the_path() -> Iterator[None]:
-    """lm-eval's TaskManager also searches the PointQA tasks shipped for lm-eval (after the user's --include_path)."""
-    from lm_eval.tasks import TaskManager
-
-    from visheads_eval.resources import lm_eval_tasks_dir
-
-    original = TaskManager.__init__
-    shipped = str(lm_eval_tasks_dir())
-
-    def init(self: TaskManager, *args: object, include_path: object = None, **kwargs: object) -> None:
-        given = [] if include_path is None else list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
-        original(self, *args, include_path=[*given, shipped], **kwargs)
-
-    TaskManager.__init__ = init
-    try:
-        yield
-    finally:
-        TaskManager.__init__ = original

@@ -12,11 +12,10 @@ are shared with the ``visheads`` model (:mod:`visheads_eval.lmms.batching`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
@@ -30,22 +29,11 @@ from PIL import Image
 from visheads_eval.errors import VisheadsError
 from visheads_eval.families import FAMILIES
 from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
+from visheads_eval.lmms import shims
 from visheads_eval.lmms.batching import GenerationFailed, PromptedDoc, answer_lengths, generate_batch, images_in, in_batches, request_key
 from visheads_eval.lmms.model_args import check_model_args
 from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
 from visheads_eval.sharing import Shareable, is_shared, shared_or_loaded
-
-
-@contextlib.contextmanager
-def _llava_family_known_to_llava_hf() -> Iterator[None]:
-    """Let ``llava_hf`` load every LLaVA-family class (it knows llava and llava_next, not vipllava)."""
-    added = {name: FAMILIES[name].model_class_object() for name in LLAVA_FAMILY if name not in llava_hf_module.model_map}
-    llava_hf_module.model_map.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            llava_hf_module.model_map.pop(name, None)
 
 
 class VisheadsAdapter(Shareable):
@@ -59,7 +47,7 @@ class VisheadsAdapter(Shareable):
         instrumentation = Instrumentation(checked)
         self._current_doc: DocContext | None = None
         self._failure: GenerationFailed | None = None
-        with _llava_family_known_to_llava_hf():
+        with shims.llava_family_known_to_llava_hf({name: FAMILIES[name].model_class_object() for name in LLAVA_FAMILY}):
             super().__init__(pretrained=checked.pretrained, **checked.parent)
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size > 1 and self._world_size == 1:

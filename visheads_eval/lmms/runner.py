@@ -1,25 +1,24 @@
 """The ``lmms_eval`` command: lmms-eval's own CLI, with failures that surface and a ``visheads`` block.
 
 lmms-eval prints an evaluation's exception and exits 0; this command exits 1 instead, with the error on
-one line (2 for bad input caught before anything runs). It also checks ``llava_visheads`` model_args, the
-task names and the tasks' local data files before any model loads, adds the tasks shipped with visheads_eval to ``--include_path``,
-and writes what each ``llava_visheads`` run did (model shape, masked heads, recording) into the results
-file under ``"visheads"``. Subcommands (``lmms_eval tasks``, ``lmms_eval models`` ...) pass straight through.
+one line (2 for bad input caught before anything runs). It also checks ``llava_visheads`` and ``visheads``
+model_args, the task names and the tasks' local data files before any model loads, adds the tasks shipped
+with visheads_eval to ``--include_path``, and writes what each run of those models did (model shape, masked
+heads, recording) into the results file under ``"visheads"``. Subcommands (``lmms_eval tasks``,
+``lmms_eval models`` ...) pass straight through. What it must reach inside lmms-eval to do so is in
+:mod:`visheads_eval.lmms.shims`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import os
 import sys
 import traceback
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
+from visheads_eval import command_line
 from visheads_eval.errors import VisheadsError, did_you_mean
+from visheads_eval.lmms import shims
 
 PROG = "lmms_eval"
 
@@ -41,17 +40,16 @@ def run(argv: list[str]) -> int:
         # Help and subcommands go straight to lmms-eval's dispatcher, which answers them without torch.
         from lmms_eval.cli.dispatch import main as lmms_eval_main
 
-        sys.argv = [PROG, *argv]
-        lmms_eval_main()
+        with command_line.argv([PROG, *argv]):
+            lmms_eval_main()
         return 0
-    with _reusing_task_index():
-        return _run_evaluation(argv)
+    with command_line.argv([PROG, *(argv[1:] if argv[0] == "eval" else argv)]), shims.reusing_task_index():
+        return _run_evaluation()
 
 
-def _run_evaluation(argv: list[str]) -> int:
+def _run_evaluation() -> int:
     from lmms_eval.__main__ import parse_eval_args
 
-    sys.argv = [PROG, *(argv[1:] if argv[0] == "eval" else argv)]
     _, args = parse_eval_args()
     if args.tasks is None:
         raise VisheadsError("no --tasks given; list them with `lmms_eval --tasks list`")
@@ -64,48 +62,18 @@ def _run_evaluation(argv: list[str]) -> int:
     args.include_path = _with_shipped_tasks(args.include_path)
     if args.tasks not in ("list", "list_groups", "list_tags", "list_subtasks"):
         _check_tasks(args.tasks, args.include_path)
-    if args.model == "llava_visheads":
+    if args.model in ("llava_visheads", "visheads"):
         from lmms_eval.utils import simple_parse_args_string
 
         from visheads_eval.instrumentation import Instrumentation
-        from visheads_eval.lmms.model_args import check_batch_size, check_model_args
+        from visheads_eval.lmms.model import LlavaVisheadsChat
+        from visheads_eval.lmms.model_args import check_batch_size
+        from visheads_eval.lmms.visheads import Visheads
 
         check_batch_size(args.batch_size)
-        checked = check_model_args(simple_parse_args_string(args.model_args))
-        Instrumentation(checked)  # masks, record folder
+        model_class = LlavaVisheadsChat if args.model == "llava_visheads" else Visheads
+        Instrumentation(model_class.check_args(simple_parse_args_string(args.model_args)))  # masks, record folder
     return _evaluate(args)
-
-
-_TASK_INDEX: dict[tuple[str, float], dict] = {}
-
-
-def _newest_change(folder: str) -> float:
-    newest = 0.0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
-    return newest
-
-
-@contextlib.contextmanager
-def _reusing_task_index() -> Iterator[None]:
-    """Index each task folder once per process and content: lmms-eval parses thousands of YAML files
-    every time it builds a TaskManager (seconds), once for the name check and again for the run."""
-    from lmms_eval.tasks import TaskManager
-
-    index_folder = TaskManager._get_task_and_group
-
-    def indexing(manager: TaskManager, task_dir: str) -> dict:
-        key = (os.path.abspath(task_dir), _newest_change(task_dir))
-        if key not in _TASK_INDEX:
-            _TASK_INDEX[key] = index_folder(manager, task_dir)
-        return copy.deepcopy(_TASK_INDEX[key])
-
-    TaskManager._get_task_and_group = indexing
-    try:
-        yield
-    finally:
-        TaskManager._get_task_and_group = index_folder
 
 
 def _with_shipped_tasks(include_path: str | None) -> list[str]:
@@ -138,8 +106,10 @@ def _check_tasks(tasks: str, include_path: list[str]) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     import lmms_eval.__main__ as lmms_main
 
+    from visheads_eval.instrumentation import run_block
+
     failures: list[BaseException] = []
-    with _capturing_failures(lmms_main, failures), _annotating_results(failures):
+    with shims.capturing_failures(failures), shims.annotating_results(run_block, failures):
         lmms_main.cli_evaluate(args)
     if failures:
         error = failures[0]
@@ -150,56 +120,3 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"\n{PROG}: error: evaluation failed: {kind}{error}", file=sys.stderr)
         return 2 if isinstance(error, VisheadsError) else 1
     return 0
-
-
-@contextlib.contextmanager
-def _capturing_failures(lmms_main: Any, failures: list[BaseException]) -> Iterator[None]:
-    """Catch what lmms-eval would print and swallow, so that it can decide the exit status."""
-    evaluate_single = lmms_main.cli_evaluate_single
-
-    def capturing(args: argparse.Namespace) -> tuple[Any, Any]:
-        try:
-            results, samples = evaluate_single(args)
-        except Exception as error:
-            failures.append(error)
-            return None, None
-        if results is None and _is_main_process():
-            failures.append(RuntimeError("lmms-eval returned no results"))
-        return results, samples
-
-    lmms_main.cli_evaluate_single = capturing
-    try:
-        yield
-    finally:
-        lmms_main.cli_evaluate_single = evaluate_single
-
-
-@contextlib.contextmanager
-def _annotating_results(failures: list[BaseException]) -> Iterator[None]:
-    """Add the ``visheads`` block to the results file, and fail if lmms-eval could not write it."""
-    from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
-
-    save = EvaluationTracker.save_results_aggregated
-
-    def saving(tracker: EvaluationTracker, results: dict, samples: Any, datetime_str: str) -> None:
-        from visheads_eval.instrumentation import run_block
-
-        block = run_block(results.get("config", {}).get("model_args"))
-        if block is not None:
-            results["visheads"] = block
-        save(tracker, results, samples, datetime_str)
-        if tracker.output_path:
-            written = Path(tracker.output_path, tracker.general_config_tracker.model_name_sanitized)
-            written = written / f"{datetime_str.replace(':', '-')}_results.json"
-            if not written.is_file():
-                failures.append(RuntimeError(f"lmms-eval could not write {written}"))
-
-    EvaluationTracker.save_results_aggregated = saving
-    try:
-        yield
-    finally:
-        EvaluationTracker.save_results_aggregated = save
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
