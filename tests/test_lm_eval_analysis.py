@@ -33,30 +33,31 @@ def _visheads(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, s
     return int(stop.value.code or 0), out, err
 
 
+def _sweep(out: Path) -> list[str]:
+    """``visheads sweep --host lm-eval`` over no mask and :data:`MASK` into ``out``."""
+    return [
+        "sweep",
+        "--host",
+        "lm-eval",
+        "--pretrained",
+        "visheads-tiny",
+        "--masks",
+        "none",
+        MASK,
+        "--tasks",
+        TASK,
+        "--limit",
+        str(LIMIT),
+    ] + ["--batch_size", "8", "--output_path", str(out)]
+
+
 @pytest.fixture(scope="module")
 def lm_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``visheads sweep --host lm-eval`` over no mask and two heads into ``out``; the unmasked run recorded into
     ``rec`` by ``visheads lm-eval`` (its results in ``recorded``)."""
     root = tmp_path_factory.mktemp("lm_runs")
     for argv in (
-        [
-            "sweep",
-            "--host",
-            "lm-eval",
-            "--pretrained",
-            "visheads-tiny",
-            "--masks",
-            "none",
-            MASK,
-            "--tasks",
-            TASK,
-            "--limit",
-            str(LIMIT),
-            "--batch_size",
-            "8",
-            "--output_path",
-            str(root / "out"),
-        ],
+        _sweep(root / "out"),
         [
             "lm-eval",
             "--model",
@@ -155,25 +156,7 @@ def test_a_sweep_through_lm_eval_writes_what_a_visheads_lm_eval_run_writes(
     assert swept["config"]["model_args"] == separate["config"]["model_args"]
     assert _samples(lm_runs / "out", MASK) == _samples(tmp_path, MASK)
 
-    code, out, _ = _visheads(
-        capsys,
-        "sweep",
-        "--host",
-        "lm-eval",
-        "--pretrained",
-        "visheads-tiny",
-        "--masks",
-        "none",
-        MASK,
-        "--tasks",
-        TASK,
-        "--limit",
-        LIMIT,
-        "--batch_size",
-        8,
-        "--output_path",
-        lm_runs / "out",
-    )
+    code, out, _ = _visheads(capsys, *_sweep(lm_runs / "out"))
     assert code == 0 and out.count(": reused") == 2, "a second sweep reuses both points"
 
 
