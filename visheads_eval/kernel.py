@@ -10,12 +10,15 @@ registry entry is restored on exit, also after an error. The registry is reached
 mapping interface only (``get``, item assignment and deletion, which write its local entries).
 
 Handlers of several contexts (a recorder and a mask, say) stack: each receives the call and a
-``proceed()`` that runs the next handler, the innermost finally the model's own kernel.
+``proceed()`` that runs the next handler, the innermost finally the model's own kernel. What recording
+and masking both need of a call lives here, typed: :func:`visible` (which keys each query may attend to)
+and ``KernelCall.uniform_heads`` (the heads a mask replaced, which the recorder then reads).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable, Iterator
@@ -38,7 +41,9 @@ class KernelCall:
     ``query`` is ``(batch, n_heads, q_len, head_dim)``; ``key`` and ``value`` are
     ``(batch, n_kv_heads, kv_len, head_dim)`` (grouped-query models have fewer key/value heads);
     ``attention_mask`` is whatever the model built for this kernel (``None``, a boolean or an additive
-    4-D mask ``(batch, 1, q_len, kv_len)``). ``notes`` lets handlers of the same call talk to each other.
+    4-D mask ``(batch, 1, q_len, kv_len)``). ``uniform_heads`` is what handlers of one call tell each other:
+    the query heads whose attention a mask replaced by a uniform row over the visible keys (the recorder
+    then records that row).
     """
 
     module: nn.Module
@@ -48,7 +53,7 @@ class KernelCall:
     value: torch.Tensor
     attention_mask: torch.Tensor | None
     kwargs: dict[str, Any]
-    notes: dict[str, Any] = field(default_factory=dict)
+    uniform_heads: set[int] = field(default_factory=set)
 
     @property
     def scaling(self) -> float:
@@ -57,6 +62,29 @@ class KernelCall:
 
 
 Handler = Callable[[KernelCall, Callable[[], KernelOutput]], KernelOutput]
+
+
+def visible(call: KernelCall, queries: slice = slice(None)) -> torch.Tensor:
+    """Which keys each selected query may attend to: ``(batch, n_queries, kv_len)`` bool.
+
+    Without a mask the kernel runs causal and unpadded: query ``t`` of ``q_len`` sees the keys up to
+    its own position, ``kv_len - q_len + t``.
+    """
+    batch, q_len, kv_len = call.key.shape[0], call.query.shape[2], call.key.shape[2]
+    mask = call.attention_mask
+    if mask is None:
+        position = torch.arange(q_len, device=call.key.device)[queries] + (kv_len - q_len)
+        causal = torch.arange(kv_len, device=call.key.device)[None, :] <= position[:, None]
+        return causal[None].expand(batch, -1, -1)
+    if mask.dim() == 2:  # key padding mask (flash attention): 1 keep, 0 pad; causal within
+        padding = mask[:, None, :kv_len].bool()
+        return padding & visible(dataclasses.replace(call, attention_mask=None), queries)
+    if mask.dim() != 4:
+        raise ValueError(f"unexpected attention mask of shape {tuple(mask.shape)}")
+    rows = mask[:, 0, queries, :kv_len]  # a mask shared by all heads
+    if rows.dtype == torch.bool:
+        return rows
+    return rows > torch.finfo(rows.dtype).min / 2  # additive mask: 0 keep, the dtype's minimum to drop
 
 
 @dataclass

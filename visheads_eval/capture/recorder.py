@@ -134,7 +134,7 @@ class HeadRecorder(HookContext):
             return output
         alpha, visible = attention_row(call)  # (batch, n_heads, kv_len), (batch, kv_len)
         uniform = visible.float() / visible.sum(-1, keepdim=True)
-        for head in call.notes.get("uniform_heads", ()):  # a uniform mask replaced this head's attention
+        for head in call.uniform_heads:  # a uniform mask replaced this head's attention
             alpha[:, head] = uniform
         image, region = self._key_marks(call, batch, alpha.shape[-1])
         batch.layers[call.layer] = row_statistics(alpha, image, region)

@@ -21,31 +21,7 @@ import math
 import torch
 
 from visheads_eval.errors import VisheadsError
-from visheads_eval.kernel import KernelCall
-
-
-def visible(call: KernelCall, queries: slice = slice(None)) -> torch.Tensor:
-    """Which keys each selected query may attend to: ``(batch, n_queries, kv_len)`` bool.
-
-    Without a mask the kernel runs causal and unpadded: query ``t`` of ``q_len`` sees the keys up to
-    its own position, ``kv_len - q_len + t``.
-    """
-    batch, q_len, kv_len = call.key.shape[0], call.query.shape[2], call.key.shape[2]
-    mask = call.attention_mask
-    if mask is None:
-        position = torch.arange(q_len, device=call.key.device)[queries] + (kv_len - q_len)
-        causal = torch.arange(kv_len, device=call.key.device)[None, :] <= position[:, None]
-        return causal[None].expand(batch, -1, -1)
-    if mask.dim() == 2:  # key padding mask (flash attention): 1 keep, 0 pad; causal within
-        padding = mask[:, None, :kv_len].bool()
-        return padding & visible(KernelCall(call.module, call.layer, call.query, call.key, call.value, None, {}), queries)
-    if mask.dim() != 4:
-        raise ValueError(f"unexpected attention mask of shape {tuple(mask.shape)}")
-    rows = mask[:, 0, queries, :kv_len]  # a mask shared by all heads
-    if rows.dtype == torch.bool:
-        return rows
-    return rows > torch.finfo(rows.dtype).min / 2  # additive mask: 0 keep, the dtype's minimum to drop
-
+from visheads_eval.kernel import KernelCall, visible
 
 # Kernel arguments that change the attention row in ways the recomputation does not model.
 _UNMODELLED = {"softcap": "logit soft-capping", "s_aux": "attention sinks"}

@@ -32,11 +32,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from visheads_eval.capture.rows import visible
 from visheads_eval.errors import VisheadsError, did_you_mean
 from visheads_eval.heads import Head, HeadShape, attention_modules
 from visheads_eval.hook_context import HookContext
-from visheads_eval.kernel import KernelCall, KernelOutput, intercept_attention
+from visheads_eval.kernel import KernelCall, KernelOutput, intercept_attention, visible
 from visheads_eval.masking.schema import MODES
 
 
@@ -104,7 +103,7 @@ class HeadMask(HookContext):
         heads = self._by_layer.get(call.layer)
         if not heads:
             return proceed()
-        call.notes.setdefault("uniform_heads", set()).update(heads)
+        call.uniform_heads.update(heads)
         output, weights = proceed()  # output (batch, q_len, n_heads, head_dim)
         allowed = visible(call).to(call.value.dtype)  # (batch, q_len, kv_len)
         uniform = allowed / allowed.sum(-1, keepdim=True).clamp(min=1)  # padding queries see nothing: 0
