@@ -175,3 +175,19 @@ def test_a_sweep_writes_the_results_of_separate_runs_on_one_model_load(
     assert len(_runs(tmp_path / "sweep")) == 5
     assert _visheads("leaderboard", str(tmp_path / "sweep"), "--out", str(tmp_path / "reports")) == 0
     assert "two_random" in (tmp_path / "reports" / "leaderboard.md").read_text()
+
+
+def test_evaluations_in_one_process_get_distinct_timestamps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lmms-eval names results files by the second (its get_datetime_str): back-to-back evaluations in one
+    process (a sweep's fast points, a run just before a sweep) must not share one, or the later overwrites
+    the earlier's files."""
+    import argparse
+
+    import lmms_eval.__main__ as lmms_main
+    from lmms_eval.utils import get_datetime_str
+
+    stamps = []
+    monkeypatch.setattr(lmms_main, "cli_evaluate", lambda args: stamps.append(get_datetime_str()))
+    for _ in range(3):
+        assert runner._evaluate(argparse.Namespace(verbosity="WARNING")) == 0
+    assert len(set(stamps)) == 3, stamps

@@ -104,9 +104,6 @@ def existing_results(output_path: Path, model_args: str, host: SweepHost = HOSTS
     return None
 
 
-_last_end_second: int | None = None
-
-
 def evaluation_args(
     tasks: str, batch_size: int, limit: int | None = None, include_path: Path | None = None, host: SweepHost = HOSTS["lmms-eval"]
 ) -> list[str]:
@@ -120,21 +117,8 @@ def evaluation_args(
 
 
 def evaluate(model: str, model_args: str, output_path: Path, host_args: Sequence[str], host: SweepHost = HOSTS["lmms-eval"]) -> int:
-    """One ``--model MODEL`` evaluation through ``host`` in this process; its exit status.
-
-    lmms-eval names its output files by the second at which an evaluation took its timestamp, some time
-    after it started, so two evaluations in one second would write the same files. The previous
-    evaluation's timestamp is no later than the second it ended in: starting the next one in a later
-    second gives it a later timestamp. (lm-eval's names carry microseconds.)
-    """
-    global _last_end_second
-
-    while _last_end_second is not None and int(time.time()) <= _last_end_second:
-        time.sleep(1 - time.time() % 1 + 0.01)
-    try:
-        return host.evaluate(["--model", model, "--model_args", model_args, "--output_path", str(output_path), *host_args])
-    finally:
-        _last_end_second = int(time.time())
+    """One ``--model MODEL`` evaluation through ``host`` in this process; its exit status."""
+    return host.evaluate(["--model", model, "--model_args", model_args, "--output_path", str(output_path), *host_args])
 
 
 def run_sweep(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 
 from visheads_eval import command_line
@@ -103,14 +104,30 @@ def _check_tasks(tasks: str, include_path: list[str]) -> None:
         raise VisheadsError(missing[0])
 
 
+_last_end_second: int | None = None
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    """lmms-eval's evaluation of ``args``, its failures caught.
+
+    lmms-eval names its output files by the second at which an evaluation took its timestamp, some time
+    after it started, so two evaluations in one second (a sweep's points, or runs from Python) would write
+    the same files. The previous evaluation's timestamp is no later than the second it ended in: starting
+    the next one in a later second gives it a later timestamp.
+    """
     import lmms_eval.__main__ as lmms_main
 
     from visheads_eval.instrumentation import run_block
 
+    global _last_end_second
+    while _last_end_second is not None and int(time.time()) <= _last_end_second:
+        time.sleep(1 - time.time() % 1 + 0.01)
     failures: list[BaseException] = []
-    with shims.capturing_failures(failures), shims.annotating_results(run_block, failures):
-        lmms_main.cli_evaluate(args)
+    try:
+        with shims.capturing_failures(failures), shims.annotating_results(run_block, failures):
+            lmms_main.cli_evaluate(args)
+    finally:
+        _last_end_second = int(time.time())
     if failures:
         error = failures[0]
         if args.verbosity == "DEBUG":
