@@ -237,6 +237,8 @@ def test_head_means_then_a_mean_mask(deep_model: Path, count_task: Path, tmp_pat
         ({"mask": "early_top2O"}, "did you mean 'early_top20'"),
         ({"mask": "early_top10", "mask_seed": "3"}, "mask_seed applies to random and others specs"),
         ({"mask_mode": "uniform"}, "mask_mode and mask_seed modify a mask: give mask= as well"),
+        ({"mask": "early_random10", "mask_seed": "one"}, "mask_seed=one is not a whole number"),
+        ({"mask": "early_top10", "mask_mode": "half"}, "mask_mode=half is not one of zero, mean, uniform"),
         ({"position": "first"}, "position=first is not one of last_prompt, answer"),
         ({"mask": "L9H0"}, "head L9H0 is out of range"),
         ({"logit_lens": "true"}, "logit_lens=true is recorded with the heads: give record=<dir> as well"),

@@ -63,7 +63,7 @@ def test_every_shim_puts_back_what_it_changed_also_after_an_error() -> None:
         with (
             lmms_shims.reusing_task_index(),
             lmms_shims.capturing_failures([]),
-            lmms_shims.annotating_results(lambda model_args: None, []),
+            lmms_shims.annotating_results(lambda: None, []),
             lmms_shims.llava_family_known_to_llava_hf({"not_a_family": object}),
             lm_eval_shims.shipped_tasks_on_the_path("/nowhere"),
             command_line.argv(["somewhere", "--flag"]),

@@ -1,8 +1,9 @@
-"""What ``llava_visheads`` does around each ``generate`` call, in either host: mask heads, record attention,
-keep records. Host-agnostic: the lmms-eval and lm-eval adapters (``visheads_eval.lmms``,
+"""What ``llava_visheads`` and ``visheads`` do around each ``generate`` call, in either host: mask heads, record
+attention, keep records. Host-agnostic: the lmms-eval and lm-eval adapters (``visheads_eval.lmms``,
 ``visheads_eval.lm_eval``) hand it the loaded model, each batch's documents and their ``generate``.
 
-Its own model_args, checked before the model loads:
+What it does follows this project's own model_args (parsed once, before the model loads, into
+:class:`~visheads_eval.model_args.OwnOptions`):
 
 - ``mask=NAME|FILE|L2H5+L10H3`` with ``mask_dir=``, ``ranking=``, ``mask_mode=``, ``mask_seed=``:
   the heads to remove (:mod:`visheads_eval.masking.specs`), resolved and validated before loading;
@@ -28,35 +29,15 @@ from PIL import Image
 
 import visheads_eval
 from visheads_eval.capture import HeadRecorder
-from visheads_eval.capture.lens import check_lens_config
-from visheads_eval.capture.recorder import POSITIONS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.geometry import region_token_mask
 from visheads_eval.heads import HeadShape
 from visheads_eval.masking.ablation import HeadMask
 from visheads_eval.masking.means import HeadMeans, load_means, save_means
-from visheads_eval.masking.schema import MODES
 from visheads_eval.masking.specs import ResolvedMask, load_mask, resolve_spec
-from visheads_eval.model_args import CheckedArgs, flag
+from visheads_eval.model_args import CheckedArgs, OwnOptions
 from visheads_eval.records import RecordKey, RecordWriter
 from visheads_eval.records.format import identity_difference, read_run, run_identity
-
-_run_blocks: dict[str, dict[str, Any]] = {}  # model_args as the host got them -> that run's visheads block
-
-
-def remember_run(model_args: str | dict | None, instrumentation: Instrumentation) -> None:
-    """Keep the ``visheads`` block of the run built from ``model_args`` (what a host's constructor from
-    model_args calls), so that it outlives the model and stays with its own run when several share a process."""
-    _run_blocks[_args_key(model_args)] = instrumentation.describe()
-
-
-def run_block(model_args: str | dict | None) -> dict[str, Any] | None:
-    """The ``visheads`` block of the run built from ``model_args``, for the host's results file."""
-    return _run_blocks.get(_args_key(model_args))
-
-
-def _args_key(model_args: str | dict | None) -> str:
-    return model_args if isinstance(model_args, str) else json.dumps(model_args or {}, sort_keys=True, default=str)
 
 
 @contextlib.contextmanager
@@ -89,42 +70,19 @@ class Instrumentation:
     """The masks, recorder, records and means of one ``llava_visheads`` run."""
 
     def __init__(self, checked: CheckedArgs) -> None:
-        own, pretrained = checked.own, checked.name
+        options = checked.own
         self.shape = HeadShape.from_config(checked.config)
         self.family = checked.family
-        self.pretrained = pretrained
+        self.pretrained = checked.name
         self.weights = checked.weights
-        self.position = str(own.get("position", "answer"))
-        if self.position not in POSITIONS:
-            raise VisheadsError(f"position={self.position} is not one of {', '.join(POSITIONS)}")
-        self.record_dir = Path(own["record"]).expanduser() if own.get("record") else None
-        self.means_path = Path(own["head_means"]).expanduser() if own.get("head_means") else None
-        self.logit_lens = flag(own, "logit_lens")
-        if self.logit_lens:
-            if self.record_dir is None:
-                raise VisheadsError("logit_lens=true is recorded with the heads: give record=<dir> as well")
-            check_lens_config(checked.config)
-        self.mask: ResolvedMask | None = None
-        self._means = None
-        mask_mode = own.get("mask_mode")
-        if mask_mode is not None and mask_mode not in MODES:
-            raise VisheadsError(f"mask_mode={mask_mode} is not one of {', '.join(MODES)}")
-        if own.get("mask") not in (None, ""):
-            spec = load_mask(str(own["mask"]), Path(own["mask_dir"]).expanduser() if own.get("mask_dir") else None)
-            if mask_mode is not None:
-                spec = dataclasses.replace(spec, mode=mask_mode)
-            if own.get("mask_seed") is not None:
-                if spec.select is None or spec.select.order == "top":
-                    raise VisheadsError(f"mask_seed applies to random and others specs; mask '{spec.name}' draws nothing at random")
-                spec = dataclasses.replace(spec, select=dataclasses.replace(spec.select, seed=int(own["mask_seed"])))
-            ranking = Path(own["ranking"]).expanduser() if own.get("ranking") else None
-            self.mask = resolve_spec(spec, self.shape, model=pretrained, ranking=ranking, weights=self.weights)
-            if self.mask.mode == "mean":
-                self._means = load_means(self.mask.means_path, self.shape)
-        elif mask_mode is not None or own.get("mask_seed") is not None:
-            raise VisheadsError("mask_mode and mask_seed modify a mask: give mask= as well")
+        self.position = options.position
+        self.record_dir = options.record
+        self.means_path = options.head_means
+        self.logit_lens = options.logit_lens
+        self.mask = self._resolve_mask(options)
+        self._means = load_means(self.mask.means_path, self.shape) if self.mask is not None and self.mask.mode == "mean" else None
         self.run = {
-            "model": pretrained,
+            "model": self.pretrained,
             "family": self.family.model_type,
             "weights": self.weights,
             "n_layers": self.shape.n_layers,
@@ -132,24 +90,37 @@ class Instrumentation:
             "position": self.position,
             "logit_lens": self.logit_lens,
             "mask": self.mask.to_json() if self.mask is not None else None,
-            "model_args": {key: str(value) for key, value in own.items()},
+            "model_args": dict(options.given),
             "visheads_eval_version": visheads_eval.__version__,
         }
         if self.record_dir is not None and (self.record_dir / "run.json").is_file():
-            self._check_resumable()
+            self._check_resumable(self.record_dir)
         self._writer: RecordWriter | None = None
         self._accumulator: HeadMeans | None = None
-        self._model = None
-        self._processor = None
-        self._tokenizer = None
+        self._block: dict[str, Any] = {}
+        self._model: Any = None  # the loaded model and its processor, from attach()
+        self._processor: Any = None
 
-    def _check_resumable(self) -> None:
+    def _resolve_mask(self, options: OwnOptions) -> ResolvedMask | None:
+        """The heads ``mask=`` removes, with the spec's mode and seed overridden as asked."""
+        if options.mask is None:
+            return None
+        spec = load_mask(options.mask, options.mask_dir)
+        if options.mask_mode is not None:
+            spec = dataclasses.replace(spec, mode=options.mask_mode)
+        if options.mask_seed is not None:
+            if spec.select is None or spec.select.order == "top":
+                raise VisheadsError(f"mask_seed applies to random and others specs; mask '{spec.name}' draws nothing at random")
+            spec = dataclasses.replace(spec, select=dataclasses.replace(spec.select, seed=options.mask_seed))
+        return resolve_spec(spec, self.shape, model=self.pretrained, ranking=options.ranking, weights=self.weights)
+
+    def _check_resumable(self, record_dir: Path) -> None:
         """Refuse, before the model loads, a record folder that holds a different run."""
-        found = read_run(self.record_dir)
+        found = read_run(record_dir)
         difference = identity_difference(run_identity(json.loads(json.dumps(self.run))), run_identity(found))
         if difference:
             raise VisheadsError(
-                f"{self.record_dir} holds the records of a different run (this run vs the folder's: {difference}); "
+                f"{record_dir} holds the records of a different run (this run vs the folder's: {difference}); "
                 "record this run into a new folder"
             )
 
@@ -158,7 +129,6 @@ class Instrumentation:
         self._model = model
         self._block = self._results_block(model)
         self._processor = processor
-        self._tokenizer = processor.tokenizer
         if self.record_dir is not None:
             self._writer = RecordWriter(self.record_dir, run=self.run, n_layers=self.shape.n_layers, n_heads=self.shape.n_heads, rank=rank)
         if self.means_path is not None:
@@ -266,7 +236,7 @@ class Instrumentation:
     def _write(self, contexts: list[DocContext | None], recorder: HeadRecorder, output: torch.Tensor, input_ids: torch.Tensor) -> None:
         stats, counts = recorder.stats, recorder.token_counts
         lens = recorder.lens if self.logit_lens else None
-        answers = self._tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
+        answers = self._processor.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
         for row, context in enumerate(contexts):
             if context is None or context.key in self._writer:
                 continue

@@ -1,6 +1,7 @@
 """This project's own model_args, shared by both hosts, and the checks that run before any weights load.
 
-``mask``, ``record``, ``logit_lens`` ... mean the same in lmms-eval and lm-eval; :func:`check_model` resolves
+``mask``, ``record``, ``logit_lens`` ... mean the same in lmms-eval and lm-eval, parsed once into
+:class:`OwnOptions`; :func:`check_model` resolves
 ``pretrained`` (``visheads-tiny`` is the shipped organism), finds its family from its config alone
 (:mod:`visheads_eval.families`; ``llava_visheads`` takes the LLaVA family only) and names the weights, so
 that a typo or a wrong model fails with one line before anything loads.
@@ -10,14 +11,17 @@ Each host adds its own checks of its parent adapter's arguments (``visheads_eval
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
+from visheads_eval.capture.recorder import POSITIONS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.families import Family, family_of
+from visheads_eval.masking.schema import MODES
 from visheads_eval.weights import weights_identity
 
 DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
@@ -86,7 +90,7 @@ def load_model_config(
     return config, family
 
 
-def flag(own: dict[str, Any], key: str) -> bool:
+def flag(own: Mapping[str, Any], key: str) -> bool:
     """A true/false model_arg (lmms-eval hands over ``true`` as True, ``1`` as 1; other spellings as text)."""
     value = own.get(key, False)
     spelled = str(value).strip().lower()
@@ -97,6 +101,59 @@ def flag(own: dict[str, Any], key: str) -> bool:
     raise VisheadsError(f"{key}={value} is not true or false")
 
 
+def _path(own: Mapping[str, Any], key: str) -> Path | None:
+    return Path(str(own[key])).expanduser() if own.get(key) not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class OwnOptions:
+    """This project's own model_args (:data:`OWN_ARGS`), parsed and checked once: what a run masks, records and saves."""
+
+    mask: str | None = None  # a spec name, a spec file or inline heads (visheads_eval.masking.specs)
+    mask_dir: Path | None = None
+    ranking: Path | None = None
+    mask_mode: str | None = None  # overrides the spec's
+    mask_seed: int | None = None  # overrides the spec's
+    record: Path | None = None
+    position: str = "answer"
+    logit_lens: bool = False
+    head_means: Path | None = None
+    given: dict[str, str] = field(default_factory=dict)  # as the user gave them, for the run's records and results
+
+    @classmethod
+    def parse(cls, own: Mapping[str, Any]) -> OwnOptions:
+        """``own`` (this project's keys of model_args, as a host hands them over) checked value by value."""
+        position = str(own.get("position", "answer"))
+        if position not in POSITIONS:
+            raise VisheadsError(f"position={position} is not one of {', '.join(POSITIONS)}")
+        mask_mode = str(own["mask_mode"]) if own.get("mask_mode") is not None else None
+        if mask_mode is not None and mask_mode not in MODES:
+            raise VisheadsError(f"mask_mode={mask_mode} is not one of {', '.join(MODES)}")
+        mask_seed = None
+        if own.get("mask_seed") is not None:
+            if not str(own["mask_seed"]).strip().lstrip("-").isdigit():
+                raise VisheadsError(f"mask_seed={own['mask_seed']} is not a whole number")
+            mask_seed = int(own["mask_seed"])
+        mask = str(own["mask"]) if own.get("mask") not in (None, "") else None
+        if mask is None and (mask_mode is not None or mask_seed is not None):
+            raise VisheadsError("mask_mode and mask_seed modify a mask: give mask= as well")
+        options = cls(
+            mask=mask,
+            mask_dir=_path(own, "mask_dir"),
+            ranking=_path(own, "ranking"),
+            mask_mode=mask_mode,
+            mask_seed=mask_seed,
+            record=_path(own, "record"),
+            position=position,
+            logit_lens=flag(own, "logit_lens"),
+            head_means=_path(own, "head_means"),
+            given={key: str(value) for key, value in own.items()},
+        )
+        if options.logit_lens and options.record is None:
+            raise VisheadsError("logit_lens=true is recorded with the heads: give record=<dir> as well")
+        return options
+
+
 @dataclass(frozen=True)
 class CheckedArgs:
     """model_args after the checks: this project's own, and the rest for ``llava_hf``."""
@@ -105,7 +162,7 @@ class CheckedArgs:
     name: str  # the model in records, rankings and tables: visheads-tiny, the hub id, or the resolved path
     config: PretrainedConfig
     family: Family
-    own: dict[str, Any]
+    own: OwnOptions
     parent: dict[str, Any]
     weights: dict[str, str | None]  # what loads: checkpoint, revision, commit, digest, dtype (visheads_eval.weights)
 
@@ -122,10 +179,15 @@ def check_model(
 ) -> CheckedArgs:
     """Resolve and check ``pretrained`` from its config (no weights load); ``own`` are this project's model_args,
     ``parent`` what the host's parent adapter gets; ``model_types`` the families ``model_id`` takes (all if None)."""
+    options = OwnOptions.parse(own)
     resolved = resolve_pretrained(pretrained)
     config, family = load_model_config(resolved, revision, trust_remote_code, model_types, model_id)
+    if options.logit_lens:
+        from visheads_eval.capture.lens import check_lens_config
+
+        check_lens_config(config)
     name = pretrained if pretrained == EMBEDDED_MODEL else resolved
     weights = weights_identity(resolved, revision, dtype)
     return CheckedArgs(
-        pretrained=resolved, name=name, config=config, family=family, own=dict(own), parent=dict(parent or {}), weights=weights
+        pretrained=resolved, name=name, config=config, family=family, own=options, parent=dict(parent or {}), weights=weights
     )

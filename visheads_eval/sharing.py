@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from visheads_eval.instrumentation import Instrumentation, remember_run
+from visheads_eval.instrumentation import Instrumentation
 from visheads_eval.model_args import OWN_ARGS, CheckedArgs
 
 
@@ -52,11 +52,10 @@ def sharing_loaded_models() -> Iterator[None]:
         _shared = None
 
 
-def shared_or_loaded(cls: type[M], model_args: Mapping[str, Any], run_key: str | dict | None, load: Callable[[], M]) -> M:
+def shared_or_loaded(cls: type[M], model_args: Mapping[str, Any], load: Callable[[], M]) -> M:
     """The model of ``cls`` for ``model_args``: ``load()`` (the host's own constructor), or inside
     :func:`sharing_loaded_models` the one loaded earlier with the same loading arguments, instrumented for
-    these model_args. The run's ``visheads`` block is kept under ``run_key`` (how the host spelled the
-    model_args) for the results file."""
+    these model_args."""
     if _shared is None:
         model = load()
     else:
@@ -67,7 +66,6 @@ def shared_or_loaded(cls: type[M], model_args: Mapping[str, Any], run_key: str |
             model.instrument(Instrumentation(cls.check_args(dict(model_args))))
         else:
             model = _shared[key] = load()
-    remember_run(run_key, model.instrumentation)
     return model  # type: ignore[return-value]
 
 

@@ -89,15 +89,13 @@ class LlavaVisheadsLM(Shareable, HFMultimodalLM):
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> LlavaVisheadsLM:
         """lm-eval's constructor from a model_args string; a model loaded earlier in a sweep is reused."""
         args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-        return shared_or_loaded(
-            cls, args, arg_string, lambda: super(LlavaVisheadsLM, cls).create_from_arg_string(arg_string, additional_config)
-        )
+        return shared_or_loaded(cls, args, lambda: super(LlavaVisheadsLM, cls).create_from_arg_string(arg_string, additional_config))
 
     @classmethod
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict | None = None) -> LlavaVisheadsLM:
         """lm-eval's constructor from model_args as a dict (its command line's); a model loaded earlier in a sweep is reused."""
         args = {**arg_dict, **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-        return shared_or_loaded(cls, args, arg_dict, lambda: super(LlavaVisheadsLM, cls).create_from_arg_obj(arg_dict, additional_config))
+        return shared_or_loaded(cls, args, lambda: super(LlavaVisheadsLM, cls).create_from_arg_obj(arg_dict, additional_config))
 
     def describe(self) -> dict[str, Any]:
         """What this run did to the model: the ``visheads`` block of the results."""

@@ -29,7 +29,7 @@ from PIL import Image
 from visheads_eval.errors import VisheadsError
 from visheads_eval.families import FAMILIES
 from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
-from visheads_eval.lmms import shims
+from visheads_eval.lmms import run_blocks, shims
 from visheads_eval.lmms.batching import GenerationFailed, PromptedDoc, answer_lengths, generate_batch, images_in, in_batches, request_key
 from visheads_eval.lmms.model_args import check_model_args
 from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
@@ -65,9 +65,9 @@ class VisheadsAdapter(Shareable):
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> VisheadsAdapter:
         """lmms-eval's constructor from ``--model_args``; a model loaded earlier in a sweep is reused."""
         args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-        return shared_or_loaded(
-            cls, args, arg_string, lambda: super(VisheadsAdapter, cls).create_from_arg_string(arg_string, additional_config)
-        )
+        model = shared_or_loaded(cls, args, lambda: super(VisheadsAdapter, cls).create_from_arg_string(arg_string, additional_config))
+        run_blocks.report(model.instrumentation)
+        return model
 
     def clean(self) -> None:
         """lmms-eval frees the model after each evaluation; a model shared by a sweep stays for the next one."""

@@ -117,14 +117,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     """
     import lmms_eval.__main__ as lmms_main
 
-    from visheads_eval.instrumentation import run_block
+    from visheads_eval.lmms import run_blocks
 
     global _last_end_second
     while _last_end_second is not None and int(time.time()) <= _last_end_second:
         time.sleep(1 - time.time() % 1 + 0.01)
     failures: list[BaseException] = []
     try:
-        with shims.capturing_failures(failures), shims.annotating_results(run_block, failures):
+        with (
+            run_blocks.evaluation_scope() as blocks,
+            shims.capturing_failures(failures),
+            shims.annotating_results(lambda: blocks[-1] if blocks else None, failures),
+        ):
             lmms_main.cli_evaluate(args)
     finally:
         _last_end_second = int(time.time())

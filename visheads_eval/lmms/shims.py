@@ -82,17 +82,17 @@ def capturing_failures(failures: list[BaseException]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def annotating_results(block_of: Callable[[Any], dict | None], failures: list[BaseException]) -> Iterator[None]:
-    """Add ``block_of(config.model_args)`` to the results file as ``"visheads"``, and append a failure to
-    ``failures`` when lmms-eval could not write the file."""
+def annotating_results(block: Callable[[], dict | None], failures: list[BaseException]) -> Iterator[None]:
+    """Add ``block()`` (the run's, when a visheads model ran) to the results file as ``"visheads"``, and append a
+    failure to ``failures`` when lmms-eval could not write the file."""
     from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
 
     save = EvaluationTracker.save_results_aggregated
 
     def saving(tracker: EvaluationTracker, results: dict, samples: Any, datetime_str: str) -> None:
-        block = block_of(results.get("config", {}).get("model_args"))
-        if block is not None:
-            results["visheads"] = block
+        annotation = block()
+        if annotation is not None:
+            results["visheads"] = annotation
         save(tracker, results, samples, datetime_str)
         if tracker.output_path:
             written = Path(tracker.output_path, tracker.general_config_tracker.model_name_sanitized)

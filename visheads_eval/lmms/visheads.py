@@ -51,6 +51,7 @@ from PIL import Image
 from visheads_eval.errors import VisheadsError
 from visheads_eval.families import Family
 from visheads_eval.instrumentation import DocContext, Instrumentation
+from visheads_eval.lmms import run_blocks
 from visheads_eval.lmms.batching import PromptedDoc, answer_lengths, generate_batch, in_batches, request_key
 from visheads_eval.lmms.model_args import check_visheads_model_args
 from visheads_eval.model_args import DEFAULT_PRETRAINED, CheckedArgs, flag
@@ -238,7 +239,9 @@ class Visheads(Shareable, lmms):
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> Visheads:
         """lmms-eval's constructor from ``--model_args``; a model loaded earlier in a sweep is reused."""
         args = {**simple_parse_args_string(arg_string), **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-        return shared_or_loaded(cls, args, arg_string, lambda: super(Visheads, cls).create_from_arg_string(arg_string, additional_config))
+        model = shared_or_loaded(cls, args, lambda: super(Visheads, cls).create_from_arg_string(arg_string, additional_config))
+        run_blocks.report(model.instrumentation)
+        return model
 
     def clean(self) -> None:
         """lmms-eval frees the model after each evaluation; a model shared by a sweep stays for the next one."""
