@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from tests.synthetic_records import write_synthetic_records
-from tests.synthetic_results import write_results
+from fixtures.synthetic_records import write_synthetic_records
+from fixtures.synthetic_results import write_results
 from visheads_eval.analysis import figures
 from visheads_eval.analysis.compare import correlation_table, emd_table
 from visheads_eval.analysis.head_maps import record_maps

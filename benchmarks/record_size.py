@@ -1,6 +1,6 @@
 """Size on disk and reading time of a record set at the paper's scale: a 40 x 40 model, 5,700 samples.
 
-Writes seeded synthetic records (tests.synthetic_records: per-head Beta distributions at full
+Writes seeded synthetic records (fixtures.synthetic_records: per-head Beta distributions at full
 float32 precision, so they compress no better than real ones) with RecordWriter, then loads them back
 and reads every statistic, timing each step. Prints a table and, last, one JSON line with every figure
 and the seed.
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.synthetic_records import write_synthetic_records
+from fixtures.synthetic_records import write_synthetic_records
 from visheads_eval.records import STATISTICS, load_records
 
 

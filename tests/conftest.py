@@ -13,8 +13,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests.local_task import write_count_task  # noqa: E402
-from tests.tiny_models import ALL_FAMILIES, build_family  # noqa: E402
+from fixtures.local_task import write_count_task  # noqa: E402
+from fixtures.tiny_models import ALL_FAMILIES, build_family  # noqa: E402
 
 torch.set_num_threads(2)
 

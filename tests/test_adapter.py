@@ -13,7 +13,7 @@ from lmms_eval.tasks import TaskManager
 from PIL import Image
 from transformers import AutoProcessor, VipLlavaForConditionalGeneration
 
-from tests.local_task import TASK_NAME
+from fixtures.local_task import TASK_NAME
 from visheads_eval.lmms.model import LlavaVisheadsChat
 
 pytestmark = pytest.mark.slow  # end-to-end evaluations through the hosts

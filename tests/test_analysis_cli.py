@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.synthetic_records import synthetic_stats, write_synthetic_records
-from tests.synthetic_results import write_results
+from fixtures.synthetic_records import synthetic_stats, write_synthetic_records
+from fixtures.synthetic_results import write_results
 from visheads_eval.cli import main
 from visheads_eval.heads import HeadShape
 from visheads_eval.ranking import read_ranking

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from tests.synthetic_results import write_results
+from fixtures.synthetic_results import write_results
 from visheads_eval.analysis.leaderboard import leaderboard, to_latex, to_markdown, unmasked_values
 from visheads_eval.analysis.results import correct_docs, find_runs, is_correct, primary_metric, read_run
 from visheads_eval.errors import VisheadsError

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.synthetic_records import synthetic_stats
+from fixtures.synthetic_records import synthetic_stats
 from tests.test_analysis_cli import visheads
 from visheads_eval.analysis.lens import lens_curves, settle_readings
 from visheads_eval.errors import VisheadsError

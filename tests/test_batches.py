@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.local_task import TASK_NAME
+from fixtures.local_task import TASK_NAME
 from visheads_eval.instrumentation import Instrumentation
 from visheads_eval.lmms import runner
 from visheads_eval.records import load_records

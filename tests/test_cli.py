@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import LlavaForConditionalGeneration
 
-from tests.local_task import TASK_NAME
+from fixtures.local_task import TASK_NAME
 from visheads_eval.lmms import runner
 
 BIN = Path(sys.executable).parent

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.pointqa_fixtures import pointqa_docs
+from fixtures.pointqa_docs import pointqa_docs
 from visheads_eval.cli import demo
 from visheads_eval.data.pointqa_parquet import write_pointqa_parquet
 from visheads_eval.data.task_folders import copy_pointqa_tasks

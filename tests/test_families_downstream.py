@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.local_task import TASK_NAME
-from tools.tiny.modern import build_modern
+from fixtures.local_task import TASK_NAME
+from fixtures.tiny.modern import build_modern
 from visheads_eval.cli import main
 from visheads_eval.lmms import runner
 from visheads_eval.records import load_records

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText
 
-from tests.tiny_models import ALL_FAMILIES
-from tools.tiny.modern import MODERN_FAMILIES
+from fixtures.tiny.modern import MODERN_FAMILIES
+from fixtures.tiny_models import ALL_FAMILIES
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError
 from visheads_eval.instrumentation import DocContext, Instrumentation

@@ -30,9 +30,9 @@ from transformers import (
 )
 from transformers.image_utils import SizeDict
 
-from tests.tiny_models import FAMILIES, GRID_PINPOINTS, WORDS
-from tools.tiny.processor import CHAT_TEMPLATE, build_llava_next_processor, build_llava_processor
-from tools.tiny.tokenizer import build_tokenizer
+from fixtures.tiny.processor import CHAT_TEMPLATE, build_llava_next_processor, build_llava_processor
+from fixtures.tiny.tokenizer import build_tokenizer
+from fixtures.tiny_models import FAMILIES, GRID_PINPOINTS, WORDS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.geometry import image_token_count, region_token_mask
 

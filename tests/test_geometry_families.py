@@ -30,7 +30,7 @@ from torch import nn
 from transformers import AutoConfig
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from tools.tiny.modern import MODERN_FAMILIES, build_modern
+from fixtures.tiny.modern import MODERN_FAMILIES, build_modern
 from visheads_eval.errors import VisheadsError
 from visheads_eval.families import FAMILIES
 from visheads_eval.geometry import image_token_count, region_token_mask

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from tests.local_task import TASK_NAME
+from fixtures.local_task import TASK_NAME
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.geometry import region_token_mask
 from visheads_eval.heads import Head, HeadShape, stage_layers

@@ -14,7 +14,7 @@ import lmms_eval.tasks
 import pytest
 from lmms_eval.utils import load_yaml_config
 
-from tests.benchmark_fixtures import WRITERS
+from fixtures.local_benchmarks import WRITERS
 from visheads_eval.cli import build_parser
 from visheads_eval.data.local_benchmarks import (
     BENCHMARKS,

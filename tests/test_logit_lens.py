@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.tiny_models import ALL_FAMILIES
 from tests.test_recorder import _inputs, _load
-from tests.tiny_models import ALL_FAMILIES
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError
 

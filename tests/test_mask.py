@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 from transformers import AutoModelForImageTextToText
 
-from tests.tiny_models import ALL_FAMILIES
+from fixtures.tiny_models import ALL_FAMILIES
 from visheads_eval import HeadMask
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError

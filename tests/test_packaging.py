@@ -58,9 +58,22 @@ def test_wheel_ships_tasks_and_head_masks_as_package_data(wheel: Path) -> None:
 
 def test_wheel_is_the_tool_without_training_code_or_test_fixtures(wheel: Path) -> None:
     names = [name for name in zipfile.ZipFile(wheel).namelist() if not name.startswith("visheads_eval-")]
-    assert all(name.startswith("visheads_eval/") for name in names), "one top-level package, no tools/ or tests/"
+    assert all(name.startswith("visheads_eval/") for name in names), "one top-level package, no tools/, fixtures/ or tests/"
     stems = {Path(name).stem for name in names if name.endswith(".py")}
-    for left_out in ("train", "batches", "runs", "synthetic", "synthetic_records", "synthetic_results", "tokenizer", "processor", "lock"):
+    for left_out in (
+        "train",
+        "batches",
+        "runs",
+        "synthetic",
+        "synthetic_records",
+        "synthetic_results",
+        "tokenizer",
+        "processor",
+        "lock",
+        "tiny_models",
+        "local_task",
+        "pointqa_docs",
+    ):
         assert left_out not in stems, f"{left_out}.py is in the wheel"
     weights = {Path(name).name for name in names if name.startswith("visheads_eval/organism/weights/")}
     assert {"model.safetensors", "config.json", "tokenizer.json", "processor_config.json", "train_config.json", "summary.json"} <= weights
@@ -69,7 +82,7 @@ def test_wheel_is_the_tool_without_training_code_or_test_fixtures(wheel: Path) -
 
 @pytest.mark.slow
 def test_every_module_of_the_wheel_imports_from_the_wheel_alone(wheel: Path, tmp_path: Path) -> None:
-    """Runtime code needs nothing from the checkout (tools/, tests/): each module imports from the unpacked
+    """Runtime code needs nothing from the checkout (tools/, fixtures/, tests/): each module imports from the unpacked
     wheel, with the checkout off the path, and the organism's config loads from it."""
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     script = """
@@ -83,7 +96,7 @@ for module in pkgutil.walk_packages(visheads_eval.__path__, "visheads_eval."):
 from visheads_eval.model_args import resolve_pretrained
 from transformers import AutoConfig
 AutoConfig.from_pretrained(resolve_pretrained("visheads-tiny"))
-sources = [checkout / name for name in ("visheads_eval", "tools", "tests", "benchmarks")]
+sources = [checkout / name for name in ("visheads_eval", "tools", "fixtures", "tests", "benchmarks")]
 files = {m.__name__: pathlib.Path(getattr(m, "__file__", None) or "/").resolve() for m in list(sys.modules.values())}
 loaded = [name for name, path in files.items() if any(path.is_relative_to(source) for source in sources)]
 assert not loaded, loaded

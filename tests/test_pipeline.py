@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.local_task import TASK_NAME
+from fixtures.local_task import TASK_NAME
 from visheads_eval.cli import main as visheads
 from visheads_eval.heads import Head, HeadShape, stage_layers
 from visheads_eval.lmms import runner

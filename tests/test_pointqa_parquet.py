@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from tests.pointqa_fixtures import pointqa_docs
+from fixtures.pointqa_docs import pointqa_docs
 from visheads_eval.data.pointqa_parquet import doc_problem, write_pointqa_parquet
 from visheads_eval.errors import VisheadsError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from lmms_eval.utils import load_yaml_config
 
-from tests.pointqa_fixtures import BOX_TEXT, pointqa_docs
+from fixtures.pointqa_docs import BOX_TEXT, pointqa_docs
 from visheads_eval.data.pointqa import DEFAULT_PRESET
 from visheads_eval.data.pointqa_parquet import write_pointqa_parquet
 from visheads_eval.data.pointqa_task import (

@@ -8,7 +8,7 @@ import pytest
 import transformers
 from PIL import Image
 
-from tools.tiny.modern import MODERN_FAMILIES
+from fixtures.tiny.modern import MODERN_FAMILIES
 from visheads_eval import processors
 from visheads_eval.processors import images_only, load_processor, video_processors_available
 

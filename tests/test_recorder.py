@@ -15,7 +15,7 @@ from transformers import AutoModelForImageTextToText
 from transformers.integrations import sdpa_attention
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from tests.tiny_models import ALL_FAMILIES
+from fixtures.tiny_models import ALL_FAMILIES
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.errors import VisheadsError
 from visheads_eval.processors import load_processor
@@ -278,7 +278,7 @@ def test_rows_the_recorder_cannot_model_are_refused(kwargs: dict, message: str) 
 @pytest.mark.parametrize("position", ["last_prompt", "answer"])
 def test_sliding_window_layers_are_recorded_exactly(tmp_path: Path, position: str) -> None:
     """Gemma 3's sliding-window layers see only the last W keys (at decode, its cache holds only them)."""
-    from tools.tiny.modern import build_modern
+    from fixtures.tiny.modern import build_modern
 
     directory = build_modern("gemma3", tmp_path / "gemma3_w6", sliding_window=6)
     inputs = _inputs(directory)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.synthetic_records import write_synthetic_records
+from fixtures.synthetic_records import write_synthetic_records
 from visheads_eval.errors import VisheadsError
 from visheads_eval.records import STATISTICS, RecordKey, RecordWriter, load_records
 from visheads_eval.records import reader as reader_module

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.local_task import TASK_NAME
+from fixtures.local_task import TASK_NAME
 from visheads_eval.cli import main
 from visheads_eval.lmms import runner
 from visheads_eval.lmms.model import LlavaVisheadsChat

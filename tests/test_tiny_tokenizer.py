@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.tiny.tokenizer import build_tokenizer
+from fixtures.tiny.tokenizer import build_tokenizer
 
 
 def test_box_text_splits_into_known_tokens() -> None:

@@ -25,8 +25,8 @@ from lmms_eval.api.task import ConfigurableMessagesTask
 from PIL import Image
 from transformers import LlamaConfig
 
-from tests.local_task import TASK_NAME
-from tests.tiny_models import ALL_FAMILIES
+from fixtures.local_task import TASK_NAME
+from fixtures.tiny_models import ALL_FAMILIES
 from visheads_eval.capture import HeadRecorder
 from visheads_eval.cli import main as visheads_main
 from visheads_eval.families import FAMILIES

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-from tools.tiny.processor import build_llava_processor
-from tools.tiny.tokenizer import build_tokenizer
+from fixtures.tiny.processor import build_llava_processor
+from fixtures.tiny.tokenizer import build_tokenizer
 from visheads_eval.data import synth
 from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS, question_text
 
