@@ -29,10 +29,12 @@ $(STAMP): pyproject.toml $(LOCKS)
 lock:
 	$(PYTHON) tools/lock.py
 
-# Lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade) and format check, then every test.
+# Lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade), format check and types (mypy, the
+# package; settings in pyproject.toml), then every test.
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
+	$(VPY) -m mypy
 
 test: lint
 	$(VPY) -m pytest -q

@@ -1,6 +1,7 @@
 """Regenerate the install lock that ``make setup`` installs from (``make lock`` runs this).
 
     python tools/lock.py            # writes locks/build.txt, locks/cpu.txt, locks/constraints.txt
+    python tools/lock.py --upgrade  # the same, letting every distribution move within pyproject.toml's ranges
 
 The lock is a clean-venv freeze, with hashes: a throw-away virtual environment is built the unlocked way
 (``pip install -c constraints-cpu.txt torch==2.13.0``, then ``-e '.[dev]'`` within pyproject.toml's
@@ -16,10 +17,15 @@ Three files come out:
 - ``locks/cpu.txt``: every other distribution, exact version and hash;
 - ``locks/constraints.txt``: the same pins without torch and without hashes, for ``pip install -c`` into
   an environment with its own (CUDA) torch.
+
+Without ``--upgrade`` the throw-away environment is also constrained by the current
+``locks/constraints.txt``, so adding a dependency adds it (and what it needs) and moves nothing already
+locked; pip says which pin conflicts when a changed range in pyproject.toml needs ``--upgrade``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -43,13 +49,16 @@ def _run(*args: str | Path) -> str:
     return subprocess.run([str(a) for a in args], check=True, text=True, capture_output=True).stdout
 
 
-def _freeze(venv: Path) -> list[str]:
-    """Build the environment the unlocked way and list its distributions as ``name==version``."""
+def _freeze(venv: Path, keep: bool) -> list[str]:
+    """Build the environment the unlocked way (``keep``: within the current lock) and list its distributions as ``name==version``."""
     python = venv / "bin" / "python"
+    constraints = ["-c", REPO / "constraints-cpu.txt"]
+    if keep and (LOCKS / "constraints.txt").is_file():
+        constraints += ["-c", LOCKS / "constraints.txt"]
     _run(sys.executable, "-m", "venv", venv)
-    _run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    _run(python, "-m", "pip", "install", "--quiet", "-c", REPO / "constraints-cpu.txt", "torch==2.13.0")
-    _run(python, "-m", "pip", "install", "--quiet", "-c", REPO / "constraints-cpu.txt", "-e", f"{REPO}[dev]")
+    _run(python, "-m", "pip", "install", "--quiet", "--upgrade", *constraints, "pip")
+    _run(python, "-m", "pip", "install", "--quiet", *constraints, "torch==2.13.0")
+    _run(python, "-m", "pip", "install", "--quiet", *constraints, "-e", f"{REPO}[dev]")
     _run(python, "-m", "pip", "uninstall", "--quiet", "--yes", "torchvision")
     return [line for line in _run(python, "-m", "pip", "freeze", "--all", "--exclude-editable").splitlines() if line]
 
@@ -109,10 +118,20 @@ def _write(path: Path, purpose: str, items: list[dict], hashed: bool) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python tools/lock.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--upgrade", action="store_true", help="let locked distributions move within pyproject.toml's ranges")
+    args = parser.parse_args()
     LOCKS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="visheads-lock-") as tmp:
         venv = Path(tmp, "venv")
-        pins = _freeze(venv)
+        try:
+            pins = _freeze(venv, keep=not args.upgrade)
+        except subprocess.CalledProcessError as error:
+            conflict = (error.stderr or "").strip().splitlines()
+            sys.exit(
+                f"lock.py: error: {' '.join(map(str, error.cmd[2:5]))} failed: {conflict[-1] if conflict else error}; "
+                "if a range in pyproject.toml moved past the lock, run with --upgrade"
+            )
         artifacts = _artifacts(venv, pins, Path(tmp))
     build = _closure(BUILD_ROOTS, artifacts)
     rest = [item for name, item in artifacts.items() if name not in build]

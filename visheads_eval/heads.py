@@ -16,7 +16,7 @@ from visheads_eval.errors import VisheadsError, did_you_mean
 
 if TYPE_CHECKING:  # only for annotations: naming heads and stages needs neither torch nor transformers
     from torch import nn
-    from transformers import PretrainedConfig
+    from transformers import PretrainedConfig, PreTrainedModel
 
 _HEAD_NAME = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
 
@@ -69,10 +69,18 @@ class HeadShape:
             )
 
 
-def attention_modules(model: nn.Module) -> list[nn.Module]:
+def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
     """The language model's self-attention modules, indexed by layer."""
     decoder = model.get_decoder()
     return [layer.self_attn for layer in decoder.layers]
+
+
+def output_projections(model: PreTrainedModel) -> list[nn.Module]:
+    """Each layer's attention output projection (``o_proj``), whose input holds every head's output side by side."""
+    projections = [getattr(module, "o_proj", None) for module in attention_modules(model)]
+    if not all(callable(getattr(projection, "register_forward_pre_hook", None)) for projection in projections):
+        raise VisheadsError(f"{type(model).__name__}'s attention layers have no o_proj module; heads cannot be masked or averaged")
+    return projections  # type: ignore[return-value]
 
 
 STAGES = ("early", "mid", "late")

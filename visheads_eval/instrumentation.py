@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from transformers import PreTrainedModel
 
 import visheads_eval
 from visheads_eval.capture import HeadRecorder
@@ -41,11 +42,11 @@ from visheads_eval.records.format import identity_difference, read_run, run_iden
 
 
 @contextlib.contextmanager
-def generate_through(model: torch.nn.Module, route: Callable[..., Any]) -> Iterator[None]:
+def generate_through(model: PreTrainedModel, route: Callable[..., Any]) -> Iterator[None]:
     """While the block runs, ``model.generate(*args, **kwargs)`` is ``route(generate, *args, **kwargs)``, with
     ``generate`` the model's own: how a host hands its parent adapter's ``generate`` calls to the run's
     instrumentation. The instance attribute is removed in ``finally``; the class's method is back."""
-    model.generate = functools.partial(route, model.generate)
+    setattr(model, "generate", functools.partial(route, model.generate))  # noqa: B010  (an instance attribute over a method)
     try:
         yield
     finally:
@@ -80,8 +81,9 @@ class Instrumentation:
         self.means_path = options.head_means
         self.logit_lens = options.logit_lens
         self.mask = self._resolve_mask(options)
-        self._means = load_means(self.mask.means_path, self.shape) if self.mask is not None and self.mask.mode == "mean" else None
-        self.run = {
+        # A mask of mode mean names its reference means file.
+        self._means = load_means(self.mask.means_path, self.shape) if self.mask is not None and self.mask.means_path is not None else None
+        self.run: dict[str, Any] = {
             "model": self.pretrained,
             "family": self.family.model_type,
             "weights": self.weights,
@@ -124,7 +126,7 @@ class Instrumentation:
                 "record this run into a new folder"
             )
 
-    def attach(self, model: torch.nn.Module, processor: Any, rank: int) -> None:
+    def attach(self, model: PreTrainedModel, processor: Any, rank: int) -> None:
         """Bind to the loaded model; open the record folder."""
         self._model = model
         self._block = self._results_block(model)
@@ -139,7 +141,7 @@ class Instrumentation:
         :meth:`attach`, so that it stays valid after the host releases the model."""
         return dict(self._block)
 
-    def _results_block(self, model: torch.nn.Module) -> dict[str, Any]:
+    def _results_block(self, model: PreTrainedModel) -> dict[str, Any]:
         return {
             "visheads_eval_version": visheads_eval.__version__,
             "pretrained": self.pretrained,
@@ -164,7 +166,8 @@ class Instrumentation:
         with contextlib.ExitStack() as stack:
             if self.mask is not None and self.mask.heads:
                 stack.enter_context(HeadMask(self._model, self.mask.heads, mode=self.mask.mode, means=self._means))
-            if self._writer is None or all(context is None or context.key in self._writer for context in contexts):
+            writer = self._writer
+            if writer is None or all(context is None or context.key in writer for context in contexts):
                 with accumulating:
                     return generate(*args, **kwargs)
             input_ids = kwargs["input_ids"]
@@ -175,7 +178,7 @@ class Instrumentation:
             ):
                 output = generate(*args, **kwargs)
             recorder = self._complete(recorder, output, kwargs, region)
-            self._write(contexts, recorder, output, input_ids)
+            self._write(writer, contexts, recorder, output, input_ids)
             return output
 
     def _region(self, contexts: list[DocContext | None], input_ids: torch.Tensor) -> torch.Tensor | None:
@@ -233,15 +236,17 @@ class Instrumentation:
                 )
         return inputs
 
-    def _write(self, contexts: list[DocContext | None], recorder: HeadRecorder, output: torch.Tensor, input_ids: torch.Tensor) -> None:
+    def _write(
+        self, writer: RecordWriter, contexts: list[DocContext | None], recorder: HeadRecorder, output: torch.Tensor, input_ids: torch.Tensor
+    ) -> None:
         stats, counts = recorder.stats, recorder.token_counts
         lens = recorder.lens if self.logit_lens else None
         answers = self._processor.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
         for row, context in enumerate(contexts):
-            if context is None or context.key in self._writer:
+            if context is None or context.key in writer:
                 continue
             has_region = _has_region(context)
-            self._writer.add(
+            writer.add(
                 context.key,
                 {name: value[row] for name, value in stats.items() if name != "region_attn" or has_region},
                 n_keys=int(counts["n_keys"][row]),
@@ -257,5 +262,5 @@ class Instrumentation:
         """Make everything so far durable: flush records, save the means."""
         if self._writer is not None:
             self._writer.flush()
-        if self._accumulator is not None and self._accumulator.positions:
+        if self._accumulator is not None and self.means_path is not None and self._accumulator.positions:
             save_means(self.means_path, self._accumulator.means, {"model": self.pretrained, "positions": self._accumulator.positions})

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from visheads_eval.heads import attention_modules
@@ -145,13 +146,14 @@ def _uninstall(impl: str) -> None:
         ALL_ATTENTION_FUNCTIONS[impl] = original  # someone's own local entry was under ours: put it back
 
 
-def attention_implementation(model: nn.Module) -> str:
+def attention_implementation(model: PreTrainedModel) -> str:
     """The kernel the language model's attention layers use (``sdpa``, ``eager``, ...)."""
-    return attention_modules(model)[0].config._attn_implementation
+    config: Any = getattr(attention_modules(model)[0], "config")  # noqa: B009  (nn.Module's __getattr__ types it as a tensor)
+    return str(config._attn_implementation)
 
 
 @contextlib.contextmanager
-def intercept_attention(model: nn.Module, handler: Handler) -> Iterator[None]:
+def intercept_attention(model: PreTrainedModel, handler: Handler) -> Iterator[None]:
     """Route every attention-kernel call of ``model``'s language model through ``handler``."""
     modules = attention_modules(model)
     impl = attention_implementation(model)

@@ -15,6 +15,7 @@ stock ``AutoProcessor`` loads everything.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 import transformers
@@ -64,7 +65,8 @@ def images_only(processor_class: type[ProcessorMixin]) -> type[ProcessorMixin]:
     def arguments_from_pretrained(cls: type, *args: Any, **kwargs: Any) -> list[Any]:
         # The sub-processors read from the folder, then None in the video processor's place (its __init__ takes it
         # positionally, and SmolVLM's requires it).
-        return [*processor_class._get_arguments_from_pretrained.__func__(cls, *args, **kwargs), None]
+        parent = inspect.getattr_static(processor_class, "_get_arguments_from_pretrained").__func__  # called for cls, not the parent
+        return [*parent(cls, *args, **kwargs), None]
 
     return type(
         processor_class.__name__,
@@ -94,8 +96,9 @@ def processor_class_of(pretrained: str, **kwargs: Any) -> type[ProcessorMixin]:
         if found is not None:
             return found
     config = AutoConfig.from_pretrained(pretrained, **kwargs)
-    if type(config) in PROCESSOR_MAPPING:
-        return PROCESSOR_MAPPING[type(config)]
+    mapped = PROCESSOR_MAPPING[type(config)] if type(config) in PROCESSOR_MAPPING else None
+    if isinstance(mapped, type) and issubclass(mapped, Mixin):
+        return mapped
     raise VisheadsError(f"cannot tell which processor '{pretrained}' uses (no processor_class in its files)")
 
 
@@ -104,4 +107,5 @@ def load_processor(pretrained: str, **kwargs: Any) -> ProcessorMixin:
     video part where this transformers cannot construct one."""
     if video_processors_available():
         return AutoProcessor.from_pretrained(pretrained, **kwargs)
-    return images_only(processor_class_of(pretrained, **kwargs)).from_pretrained(pretrained, **kwargs)
+    processor_class = processor_class_of(pretrained, **kwargs)
+    return images_only(processor_class).from_pretrained(pretrained, **kwargs)  # type: ignore[arg-type]  # classes hash; mypy reads ProcessorMixin.__hash__ as an instance method

@@ -12,7 +12,7 @@ import abc
 import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from visheads_eval.instrumentation import Instrumentation
 from visheads_eval.model_args import OWN_ARGS, CheckedArgs
@@ -62,11 +62,11 @@ def shared_or_loaded(cls: type[M], model_args: Mapping[str, Any], load: Callable
         loading = {key: str(value) for key, value in model_args.items() if key not in OWN_ARGS}
         key = (cls, json.dumps(loading, sort_keys=True))
         if key in _shared:
-            model = _shared[key]
+            model = cast(M, _shared[key])  # stored under its own class
             model.instrument(Instrumentation(cls.check_args(dict(model_args))))
         else:
             model = _shared[key] = load()
-    return model  # type: ignore[return-value]
+    return model
 
 
 def is_shared(model: object) -> bool:

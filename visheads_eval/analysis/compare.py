@@ -22,6 +22,7 @@ the attention moved".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
@@ -90,7 +91,7 @@ def emd(a: HeadMaps, b: HeadMaps, stat: str = "score") -> float:
     return float(wasserstein_distance(layers, layers, layer_profile(a.map(stat)), layer_profile(b.map(stat))))
 
 
-def correlation_table(all_maps: list[HeadMaps], stat: str = "score") -> pd.DataFrame:
+def correlation_table(all_maps: Sequence[HeadMaps], stat: str = "score") -> pd.DataFrame:
     """Pearson r for every pair of models on every task they share (both orders and the diagonal).
 
     Columns ``task, model_a, model_b, r, p_value, n_points, grid``; ``r`` is 1 on the diagonal.
@@ -117,7 +118,7 @@ def correlation_table(all_maps: list[HeadMaps], stat: str = "score") -> pd.DataF
     return pd.DataFrame(rows, columns=["task", "model_a", "model_b", "r", "p_value", "n_points", "grid"])
 
 
-def emd_table(all_maps: list[HeadMaps], stat: str = "score") -> pd.DataFrame:
+def emd_table(all_maps: Sequence[HeadMaps], stat: str = "score") -> pd.DataFrame:
     """EMD between every pair of tasks of every model (both orders and the zero diagonal).
 
     Columns ``model, task_a, task_b, emd``.

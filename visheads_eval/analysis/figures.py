@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -213,7 +216,9 @@ def layer_profiles(maps: Sequence[HeadMaps], stat: str = "score") -> Figure:
     return fig
 
 
-def _matrix(ax, matrix: pd.DataFrame, labels: Mapping[str, str], norm: Normalize, cmap: str, marks: pd.DataFrame | None = None):
+def _matrix(
+    ax: Axes, matrix: pd.DataFrame, labels: Mapping[str, str], norm: Normalize, cmap: str, marks: pd.DataFrame | None = None
+) -> None:
     """Draw a square matrix with its values written in the cells (up to 12 x 12), ``marks`` appended."""
     values = matrix.to_numpy(dtype=float)
     image = ax.imshow(values, cmap=cmap, norm=norm)
@@ -225,7 +230,6 @@ def _matrix(ax, matrix: pd.DataFrame, labels: Mapping[str, str], norm: Normalize
             rgb = np.asarray(image.cmap(norm(value))[:3])
             text = f"{value:.2f}" + ("" if marks is None else marks.iat[i, j])
             ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if rgb @ [0.299, 0.587, 0.114] < 0.5 else "black")
-    return image
 
 
 def correlation_matrices(table: pd.DataFrame) -> Figure:
@@ -237,7 +241,6 @@ def correlation_matrices(table: pd.DataFrame) -> Figure:
     n_cols = min(3, len(tasks))
     fig, axes = _figure(math.ceil(len(tasks) / n_cols), n_cols, width=size, height=size)
     norm = Normalize(-1.0, 1.0)
-    image = None
     for ax in axes.ravel()[len(tasks) :]:
         ax.set_axis_off()
     for ax, task in zip(axes.ravel(), tasks, strict=False):
@@ -245,9 +248,9 @@ def correlation_matrices(table: pd.DataFrame) -> Figure:
         order = list(dict.fromkeys(rows["model_a"]))
         matrix = rows.pivot(index="model_a", columns="model_b", values="r").reindex(index=order, columns=order)
         on_grid = rows.pivot(index="model_a", columns="model_b", values="grid").reindex(index=order, columns=order)
-        image = _matrix(ax, matrix, names, norm, "RdBu_r", marks=(on_grid != "heads").replace({True: "*", False: ""}))
+        _matrix(ax, matrix, names, norm, "RdBu_r", marks=(on_grid != "heads").replace({True: "*", False: ""}))
         ax.set_title(task, fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="Pearson r")
+    fig.colorbar(ScalarMappable(norm, "RdBu_r"), ax=axes, shrink=0.8, label="Pearson r")
     fig.suptitle("Correlation of head maps between models", fontsize=11)
     if (table["grid"] != "heads").any():
         fig.supxlabel("* models of different shape, compared by their per-layer means on a common grid of relative depth", fontsize=7)
@@ -264,7 +267,6 @@ def emd_matrices(table: pd.DataFrame) -> Figure:
     n_rows = math.ceil(len(models) / n_cols)
     fig, axes = _figure(n_rows, n_cols, width=size, height=size)
     norm = Normalize(0.0, float(table["emd"].max()) or 1.0)
-    image = None
     for index, ax in enumerate(axes.ravel()):
         if index >= len(models):
             ax.set_axis_off()
@@ -272,9 +274,9 @@ def emd_matrices(table: pd.DataFrame) -> Figure:
         rows = table[table["model"] == models[index]]
         order = list(dict.fromkeys(rows["task_a"]))
         matrix = rows.pivot(index="task_a", columns="task_b", values="emd").reindex(index=order, columns=order)
-        image = _matrix(ax, matrix, {}, norm, "viridis")
+        _matrix(ax, matrix, {}, norm, "viridis")
         ax.set_title(names[models[index]], fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="EMD between benchmarks (layers)")
+    fig.colorbar(ScalarMappable(norm, "viridis"), ax=axes, shrink=0.8, label="EMD between benchmarks (layers)")
     fig.suptitle("Earth mover's distance between benchmarks, per model", fontsize=11)
     return fig
 
@@ -295,7 +297,7 @@ def figure_set(
         skipped.append("no sample has a question region; skipping heatmap_region_attn")
     jobs.append(("attention_vs_concentration", lambda: attention_vs_concentration(maps, accuracy)))
     for task in dict.fromkeys(m.task for m in maps):
-        jobs.append((f"layers_{safe_file_name(task)}", lambda task=task: layer_scatter(maps, task)))
+        jobs.append((f"layers_{safe_file_name(task)}", functools.partial(layer_scatter, maps, task)))
     jobs.append((f"layer_profile_{stat}", lambda: layer_profiles(maps, stat)))
     correlations = correlation_table(maps, stat)
     shared = correlations.groupby("task").filter(lambda rows: rows["model_a"].nunique() > 1)
@@ -325,5 +327,5 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
     written = []
     for fmt in ("png", "pdf"):
         path = Path(f"{stem}.{fmt}")
-        written.append(write_atomic(path, lambda partial, fmt=fmt: fig.savefig(partial, format=fmt, dpi=DPI)))
+        written.append(write_atomic(path, functools.partial(fig.savefig, format=fmt, dpi=DPI)))
     return written

@@ -114,8 +114,9 @@ def record_maps(
                 continue
             selected = records if len(records.tasks) == 1 else records.filter(tasks=task)
             keep = None if correct_only is None else correct_only.keep(selected, task)
-            stats = [selected.stat(name) for name in READ_STATS]
-            sums = HeadSums.of(*stats, selected.meta["n_image_tokens"].to_numpy(), params, keep, f"{model} on {task} in {directory}")
+            image_attn, region_attn, concentration = (selected.stat(name) for name in READ_STATS)
+            n_image_tokens = selected.meta["n_image_tokens"].to_numpy()
+            sums = HeadSums.of(image_attn, region_attn, concentration, n_image_tokens, params, keep, f"{model} on {task} in {directory}")
             parts.setdefault((model, "" if pool_tasks else task), []).append(
                 {"directory": directory, "keys": selected.meta[["task", "split", "doc_id"]], "sums": sums}
             )

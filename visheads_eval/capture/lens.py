@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
+from transformers import PretrainedConfig, PreTrainedModel
 
 from visheads_eval.errors import VisheadsError
 
@@ -55,28 +55,29 @@ class LensReadout:
 
     norm: nn.Module
     unembed: nn.Module
+    weight: torch.Tensor  # the unembedding's (vocab, hidden)
 
     @classmethod
-    def of(cls, model: nn.Module) -> LensReadout:
+    def of(cls, model: PreTrainedModel) -> LensReadout:
         check_lens_config(model.config)
         norm = getattr(model.get_decoder(), "norm", None)
         unembed = model.get_output_embeddings()
-        if not isinstance(norm, nn.Module) or not isinstance(unembed, nn.Module):
+        weight = getattr(unembed, "weight", None)
+        if not isinstance(norm, nn.Module) or not isinstance(unembed, nn.Module) or not isinstance(weight, torch.Tensor):
             raise VisheadsError(
                 f"{type(model).__name__} has no final norm at get_decoder().norm or no output embeddings; "
                 "the logit lens cannot read its residual stream"
             )
-        return cls(norm, unembed)
+        return cls(norm, unembed, weight)
 
     @property
     def vocab_size(self) -> int:
-        return int(self.unembed.weight.shape[0])
+        return int(self.weight.shape[0])
 
     def log_probs(self, residual: torch.Tensor) -> torch.Tensor:
         """``(..., hidden)`` residual stream -> ``(..., vocab)`` float32 log-probabilities."""
-        weight = self.unembed.weight
-        hidden = self.norm(residual.to(weight.device))
-        return torch.log_softmax(self.unembed(hidden.to(weight.dtype)).float(), dim=-1)
+        hidden = self.norm(residual.to(self.weight.device))
+        return torch.log_softmax(self.unembed(hidden.to(self.weight.dtype)).float(), dim=-1)
 
 
 def lens_statistics(readout: LensReadout, residuals: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -90,17 +91,20 @@ def lens_statistics(readout: LensReadout, residuals: list[torch.Tensor]) -> dict
     batch, n_readings = residuals[-1].shape[0], len(residuals)
     per_chunk = max(1, _CHUNK_VALUES // (batch * readout.vocab_size))
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in LENS_STATISTICS}
-    final = answer = p_final = None
+
+    def log_probs(start: int, stop: int) -> torch.Tensor:  # readings start..stop-1 -> (readings, batch, vocab)
+        return readout.log_probs(torch.stack([r.to(device) for r in residuals[start:stop]])).to(device)
+
     # The last chunk first: it holds the final reading, which every other reading is compared with.
-    for stop in range(n_readings, 0, -per_chunk):
-        chunk = torch.stack([r.to(device) for r in residuals[max(0, stop - per_chunk) : stop]])  # (readings, batch, hidden)
-        logp = readout.log_probs(chunk)  # (readings, batch, vocab)
-        if final is None:
-            final = logp[-1].to(device)  # (batch, vocab): the model's own output distribution
-            answer = final.argmax(-1)  # (batch,)
-            p_final = final.exp()
-        logp = logp.to(device)
-        answer_logp = logp.gather(-1, answer[None, :, None].expand(len(chunk), -1, 1))  # (readings, batch, 1)
+    chunks = [(max(0, stop - per_chunk), stop) for stop in range(n_readings, 0, -per_chunk)]
+    logp = log_probs(*chunks[0])
+    final = logp[-1]  # (batch, vocab): the model's own output distribution
+    answer = final.argmax(-1)  # (batch,)
+    p_final = final.exp()
+    for index, (start, stop) in enumerate(chunks):
+        if index > 0:
+            logp = log_probs(start, stop)
+        answer_logp = logp.gather(-1, answer[None, :, None].expand(stop - start, -1, 1))  # (readings, batch, 1)
         columns["answer_logprob"].insert(0, answer_logp[..., 0])
         columns["answer_rank"].insert(0, (logp > answer_logp).sum(-1))
         columns["top1"].insert(0, logp.argmax(-1))

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedModel
 
 from visheads_eval.capture.lens import LENS_STATISTICS, LensReadout, lens_statistics
 from visheads_eval.capture.rows import attention_row, row_statistics
@@ -61,7 +62,7 @@ class HeadRecorder(HookContext):
     """Record per-head attention statistics of ``model`` (a LLaVA-family model) while the block runs."""
 
     def __init__(
-        self, model: nn.Module, position: str = "last_prompt", region_mask: torch.Tensor | None = None, logit_lens: bool = False
+        self, model: PreTrainedModel, position: str = "last_prompt", region_mask: torch.Tensor | None = None, logit_lens: bool = False
     ) -> None:
         if position not in POSITIONS:
             raise VisheadsError(f"unknown position '{position}'; choose one of {', '.join(POSITIONS)}")
@@ -177,11 +178,10 @@ class HeadRecorder(HookContext):
             return
         hidden = output[0] if isinstance(output, tuple) else output  # (batch, q_len, hidden)
         batch.residuals[layer + 1] = hidden[:, -1].clone()
-        if layer == self.shape.n_layers - 1:
-            readings = [batch.residuals.get(index) for index in range(self.shape.n_layers + 1)]
-            if any(reading is None for reading in readings):
+        if layer == self.shape.n_layers - 1 and self._readout is not None:
+            if len(batch.residuals) != self.shape.n_layers + 1:
                 raise VisheadsError("the logit lens missed a layer's residual stream; the decoder ran its layers out of order")
-            batch.lens = lens_statistics(self._readout, readings)
+            batch.lens = lens_statistics(self._readout, [batch.residuals[index] for index in range(self.shape.n_layers + 1)])
             batch.residuals.clear()
 
     @property
@@ -206,16 +206,17 @@ class HeadRecorder(HookContext):
         if self._readout is None:
             raise VisheadsError("this HeadRecorder does not read the logit lens; create it with logit_lens=True")
         _ = self.stats  # raises if a batch is incomplete
-        if any(batch.lens is None for batch in self._batches):
+        per_batch = [batch.lens for batch in self._batches if batch.lens is not None]
+        if len(per_batch) != len(self._batches):
             raise VisheadsError("a batch recorded attention but not the logit lens at its query position")
-        return {name: np.concatenate([batch.lens[name].numpy() for batch in self._batches]) for name in (*LENS_STATISTICS, "answer_token")}
+        return {name: np.concatenate([lens[name].numpy() for lens in per_batch]) for name in (*LENS_STATISTICS, "answer_token")}
 
     @property
     def token_counts(self) -> dict[str, np.ndarray]:
         """Per sample ``(batch,)``: ``n_keys`` the query saw, ``n_image_tokens``, ``n_region_tokens``."""
         _ = self.stats  # raises if a batch is incomplete
         counts = {
-            "n_keys": [b.n_keys.cpu().numpy() for b in self._batches],
+            "n_keys": [b.n_keys.cpu().numpy() for b in self._batches if b.n_keys is not None],  # set with every layer's row
             "n_image_tokens": [b.image.sum(-1).cpu().numpy() for b in self._batches],
             "n_region_tokens": [
                 (b.region.sum(-1) if b.region is not None else torch.zeros(len(b.image), dtype=torch.long)).cpu().numpy()

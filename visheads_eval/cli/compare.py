@@ -9,6 +9,7 @@ shapes are compared and how the EMD is defined: see :mod:`visheads_eval.analysis
 from __future__ import annotations
 
 import argparse
+import functools
 
 from visheads_eval.analysis.scores import MAP_NAMES
 from visheads_eval.cli.analysis_options import add_out_option, add_records_options, load_maps
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     correlations = correlation_table(maps, args.stat).assign(stat=args.stat)
     distances = emd_table(maps, args.stat).assign(stat=args.stat)
     for name, table in (("correlation.csv", correlations), ("emd.csv", distances)):
-        write_atomic(args.out / name, lambda partial, table=table: table.to_csv(partial, index=False))
+        write_atomic(args.out / name, functools.partial(table.to_csv, index=False))
     print(_matrices(correlations, "task", "model_a", "model_b", "r"))
     print(_matrices(distances, "model", "task_a", "task_b", "emd"))
     print(f"wrote {args.out / 'correlation.csv'} and {args.out / 'emd.csv'}")

@@ -111,7 +111,7 @@ def _each(items: list[Any], work: Callable[[Any], Any], errors: list[str]) -> li
 
 
 def _print_specs(specs: list[MaskSpec], origins: dict[str, SpecFile]) -> None:
-    rows = [("name", "mode", "selects", "from", "description")]
+    rows: list[tuple[str, ...]] = [("name", "mode", "selects", "from", "description")]
     for spec in specs:
         rows.append((spec.name, spec.mode, spec.summary(), _origin(spec, origins), spec.description))
     _print_table(rows)
@@ -128,7 +128,7 @@ def _origin(spec: MaskSpec, origins: dict[str, SpecFile]) -> str:
 
 def _print_resolved(masks: list[ResolvedMask], shape: HeadShape) -> None:
     print(f"model shape: {shape.n_layers} layers x {shape.n_heads} heads")
-    rows = [("name", "mode", "seed", "n", "heads")]
+    rows: list[tuple[str, ...]] = [("name", "mode", "seed", "n", "heads")]
     for mask in masks:
         seed = "-" if mask.seed is None else str(mask.seed)
         rows.append((mask.name, mask.mode, seed, str(len(mask.heads)), " ".join(map(str, mask.heads)) or "-"))

@@ -13,6 +13,7 @@ skipped with a note on stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     for stem, draw in tqdm(jobs, desc="figures", unit="figure"):
         written += figures.save_figure(draw(), args.out / stem)
     for name, table in tables:
-        written.append(write_atomic(args.out / name, lambda path, table=table: table.to_csv(path, index=False, float_format="%.6g")))
+        written.append(write_atomic(args.out / name, functools.partial(table.to_csv, index=False, float_format="%.6g")))
     for path in written:
         print(path)
     return 0

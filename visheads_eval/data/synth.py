@@ -172,14 +172,15 @@ def draw_scene(rng: np.random.Generator, answer: int, distractor_counts: tuple[i
     return Scene(columns, rows, cell, background, tuple(objects), exemplar=0)
 
 
-def _outline(obj: SynthObject) -> list[tuple[float, float]] | None:
+def _outline(obj: SynthObject) -> list[tuple[float, float]]:
+    """The corners of a triangle or diamond."""
     x0, y0, x1, y1 = obj.x, obj.y, obj.x + obj.side - 1, obj.y + obj.side - 1
     mid_x, mid_y = (x0 + x1) / 2, (y0 + y1) / 2
     if obj.shape == "triangle":
         return [(mid_x, y0), (x1, y1), (x0, y1)]
     if obj.shape == "diamond":
         return [(mid_x, y0), (x1, mid_y), (mid_x, y1), (x0, mid_y)]
-    return None
+    raise ValueError(f"a {obj.shape} has no polygon outline")
 
 
 def render(scene: Scene) -> Image.Image:

@@ -193,6 +193,8 @@ def _plain_layout(width: int, height: int, geometry: Geometry) -> TokenLayout:
     _resize_and_crop(trace, image)
     if image.kind == "generic" and image.do_pad and image.pad_size is not None:  # pad bottom/right
         pad = image.pad_size
+        if not (pad.height and pad.width):
+            raise VisheadsError(f"the image processor's pad_size must have height and width, got {dict(pad)}")
         if pad.height < trace.height or pad.width < trace.width:
             raise VisheadsError(f"pad_size {dict(pad)} is smaller than the processed image")
         trace.move(0, 0, pad.height, pad.width)
@@ -207,6 +209,8 @@ def _tile_side(image: ImageSettings) -> int:
         return image.crop_size.height
     if image.size is not None and image.size.height:
         return image.size.height
+    if image.size is None or not image.size.shortest_edge:
+        raise VisheadsError(f"the anyres image processor has neither crop_size nor size to cut tiles by, got size={image.size}")
     return image.size.shortest_edge
 
 
@@ -230,10 +234,14 @@ def anyres_parts(
     if size is None:
         raise VisheadsError(f"the {ANYRES_LABELS.get(image.kind, 'anyres')} image processor has no size")
     base = Trace(height, width)
-    if size is not None and size.height and size.width:  # the base image is stretched, not cropped
+    if size.height and size.width:  # the base image is stretched, not cropped
         base.resize(size.height, size.width)
-    else:
+    elif size.shortest_edge:
         base.resize(size.shortest_edge, size.shortest_edge)
+    else:
+        raise VisheadsError(
+            f"the {ANYRES_LABELS.get(image.kind, 'anyres')} image processor's size has neither height and width nor shortest_edge"
+        )
     _resize_and_crop(base, image)
     _check_fits(base, geometry, "a base image")
     base_grid = _single_grid(base, geometry, 0)

@@ -192,7 +192,9 @@ class _SizeRecorder:
 
     def resize(self, image: Any, size: SizeDict, resample: Any = None, **kwargs: Any) -> torch.Tensor:
         """An image of ``size`` that costs no memory."""
-        return torch.empty(()).expand(1, int(size.height), int(size.width))
+        if size.height is None or size.width is None:
+            raise VisheadsError(f"the image processor resized to {dict(size)}, which has no height and width")
+        return torch.empty(()).expand(1, size.height, size.width)
 
 
 def _vision_encoder_size(image_processor: Any, height: int, width: int, tile: int) -> tuple[int, int]:
@@ -225,11 +227,11 @@ def idefics3_layout(width: int, height: int, processor: ProcessorMixin, config: 
     tile, per_side = settings.tile, settings.tokens_per_side
     per_tile = per_side * per_side
     trace = Trace(height, width)
-    if settings.do_resize:
-        size = settings.size
+    size = settings.size
+    if settings.do_resize and size is not None:  # read_idefics3 checked that resizing has a size
         if size.longest_edge:
             trace.resize(*_longest_edge_size(settings.image_processor, height, width, size.longest_edge))
-        else:
+        elif size.height and size.width:
             trace.resize(size.height, size.width)
     if not settings.do_image_splitting:
         trace.resize(tile, tile)
@@ -281,6 +283,8 @@ def onevision_layout(width: int, height: int, processor: ProcessorMixin, config:
     n = geometry.patches_per_side
     kept_rows, kept_cols = parts.kept.shape
     # LlavaOnevisionModel.pack_image_features, to the letter:
+    if geometry.anyres_max is None:
+        raise VisheadsError("LLaVA-OneVision's geometry needs vision_aspect_ratio anyres_max_N")
     ratio = math.sqrt(kept_rows * kept_cols / (geometry.anyres_max * n**2))
     if not ratio > 1.1:
         tiles, n_tile_tokens = unpadded_tiles(parts, first)

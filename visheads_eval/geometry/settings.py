@@ -156,8 +156,9 @@ def _model_strategy(config: PretrainedConfig) -> str:
     return strategy
 
 
-def read_geometry(processor: ProcessorMixin, config: PretrainedConfig) -> Geometry:
-    """Read and cross-check the processor and the model config.
+def read_geometry(processor: Any, config: PretrainedConfig) -> Geometry:
+    """Read and cross-check the processor (a LLaVA, LLaVA-NeXT or ViP-LLaVA one: ``patch_size``,
+    ``vision_feature_select_strategy`` and ``num_additional_image_tokens`` are theirs) and the model config.
 
     Raises :class:`VisheadsError` when they disagree in a way that would make the model reject the
     processor's output (patch size, feature selection, grid pinpoints), so that a mask is never built
@@ -290,15 +291,18 @@ def read_qwen_vl(processor: ProcessorMixin, config: PretrainedConfig) -> QwenSet
         )
     do_resize = bool(effective_setting(processor, "do_resize"))
     size = _size_dict(effective_setting(processor, "size"), "size", default_to_square=False)
-    if do_resize and (size is None or not (size.shortest_edge and size.longest_edge)):
-        raise VisheadsError(
-            f"the Qwen-VL image processor's size must have shortest_edge and longest_edge (min and "
-            f"max pixels), got {dict(size) if size is not None else None}"
-        )
+    min_pixels = max_pixels = 0
+    if do_resize:
+        if size is None or not (size.shortest_edge and size.longest_edge):
+            raise VisheadsError(
+                f"the Qwen-VL image processor's size must have shortest_edge and longest_edge (min and "
+                f"max pixels), got {dict(size) if size is not None else None}"
+            )
+        min_pixels, max_pixels = int(size.shortest_edge), int(size.longest_edge)
     return QwenSettings(
         do_resize=do_resize,
-        min_pixels=int(size.shortest_edge) if do_resize else 0,
-        max_pixels=int(size.longest_edge) if do_resize else 0,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
         cell=patch * merge,
     )
 

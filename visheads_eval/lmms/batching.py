@@ -13,7 +13,7 @@ would record an empty answer.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ def images_in(value: Any) -> list[Image.Image]:
     return []
 
 
-def request_key(args: tuple) -> RecordKey:
+def request_key(args: Sequence[Any]) -> RecordKey:
     """The record key of a request whose arguments end in ``doc_id, task, split``, as lmms-eval's all do."""
     doc_id, task, split = args[-3:]
     return RecordKey(task=task, split=split, doc_id=int(doc_id))

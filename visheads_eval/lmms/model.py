@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.models.chat.llava_hf import LlavaHf as LlavaHfChat
@@ -35,12 +35,21 @@ from visheads_eval.lmms.model_args import check_model_args
 from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, CheckedArgs
 from visheads_eval.sharing import Shareable, is_shared, shared_or_loaded
 
+if TYPE_CHECKING:
+    # The llava_hf adapter these classes are mixed into (lmms-eval ships no type information: to the type
+    # checker its classes are Any, so the mixins may use the adapter's attributes and methods).
+    _LlavaHfAdapter = Any
+else:
+    _LlavaHfAdapter = object
 
-class VisheadsAdapter(Shareable):
+
+class VisheadsAdapter(Shareable, _LlavaHfAdapter):
     """What ``llava_visheads`` adds to a ``llava_hf`` adapter; mixed in before the parent class."""
 
     # Position, in a request's arguments, of the callable that reads the doc (doc_to_visual or doc_to_messages).
     _doc_reader_index: ClassVar[int]
+    _rank: int  # llava_hf's: this process's rank and the number of processes
+    _world_size: int
 
     def __init__(self, pretrained: str = DEFAULT_PRETRAINED, **kwargs: Any) -> None:
         checked = check_model_args({"pretrained": pretrained, **kwargs})

@@ -36,9 +36,9 @@ import dataclasses
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
@@ -47,6 +47,7 @@ from lmms_eval.models.model_utils.media_encoder import encode_image_to_bytes
 from lmms_eval.protocol import ChatMessages
 from lmms_eval.utils import simple_parse_args_string
 from PIL import Image
+from transformers import PreTrainedModel
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.families import Family
@@ -249,7 +250,7 @@ class Visheads(Shareable, lmms):
             super().clean()
 
     @staticmethod
-    def _load_model(checked: CheckedArgs, settings: dict[str, Any]) -> torch.nn.Module:
+    def _load_model(checked: CheckedArgs, settings: dict[str, Any]) -> PreTrainedModel:
         dtype = settings.get("dtype", "auto")
         if isinstance(dtype, str) and dtype != "auto":
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
@@ -267,7 +268,7 @@ class Visheads(Shareable, lmms):
         return model.eval()
 
     @property
-    def model(self) -> torch.nn.Module:
+    def model(self) -> PreTrainedModel:
         return self._model
 
     @property
@@ -372,7 +373,12 @@ class Visheads(Shareable, lmms):
         inputs = self._inputs(prompts)
         gen_kwargs = chunk[0][GEN_KWARGS_INDEX]
         stops, end_ids = self._stop_ids()
-        output = generate_batch(self.instrumentation, self.model.generate, prompts, {**inputs, **self._generation(gen_kwargs), **stops})
+        output = generate_batch(
+            self.instrumentation,
+            cast(Callable[..., Any], self.model.generate),
+            prompts,
+            {**inputs, **self._generation(gen_kwargs), **stops},
+        )
         generated = output[:, inputs["input_ids"].shape[1] :]
         answers = self.tokenizer.batch_decode(generated, skip_special_tokens=True, **self.prompting.decode)
         results = []

@@ -31,9 +31,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from visheads_eval.errors import VisheadsError, did_you_mean
-from visheads_eval.heads import Head, HeadShape, attention_modules
+from visheads_eval.heads import Head, HeadShape, output_projections
 from visheads_eval.hook_context import HookContext
 from visheads_eval.kernel import KernelCall, KernelOutput, intercept_attention, visible
 from visheads_eval.masking.schema import MODES
@@ -44,7 +45,7 @@ class HeadMask(HookContext):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: PreTrainedModel,
         heads: Iterable[Head | tuple[int, int]],
         mode: str = "zero",
         means: Mapping[Head, torch.Tensor] | None = None,
@@ -80,9 +81,9 @@ class HeadMask(HookContext):
         if self.mode == "uniform":
             stack.enter_context(intercept_attention(self.model, self._uniform))
             return
-        modules = attention_modules(self.model)
+        projections = output_projections(self.model)
         for layer, heads in self._by_layer.items():
-            stack.callback(modules[layer].o_proj.register_forward_pre_hook(self._replacing(layer, heads)).remove)
+            stack.callback(projections[layer].register_forward_pre_hook(self._replacing(layer, heads)).remove)
 
     def _replacing(self, layer: int, heads: list[int]):
         head_dim = self.shape.head_dim

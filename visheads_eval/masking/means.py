@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from visheads_eval.errors import VisheadsError
-from visheads_eval.heads import Head, HeadShape, attention_modules
+from visheads_eval.heads import Head, HeadShape, output_projections
 from visheads_eval.hook_context import HookContext
 
 _INFO_KEY = "__info__"
@@ -37,7 +38,7 @@ _INFO_KEY = "__info__"
 class HeadMeans(HookContext):
     """Accumulate every head's mean output while the block runs."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
         self.shape = HeadShape.from_config(model.config)
         self._sums: list[torch.Tensor | None] = [None] * self.shape.n_layers  # per layer (n_heads * head_dim,)
@@ -46,8 +47,8 @@ class HeadMeans(HookContext):
 
     def _install(self, stack: contextlib.ExitStack) -> None:
         stack.callback(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True).remove)
-        for layer, module in enumerate(attention_modules(self.model)):
-            stack.callback(module.o_proj.register_forward_pre_hook(self._accumulating(layer)).remove)
+        for layer, projection in enumerate(output_projections(self.model)):
+            stack.callback(projection.register_forward_pre_hook(self._accumulating(layer)).remove)
 
     def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         mask = kwargs.get("attention_mask")
@@ -61,7 +62,8 @@ class HeadMeans(HookContext):
             if self._padding is not None:
                 weight = self._padding[:, -seq:].to(heads_in)
             total = (heads_in * weight[..., None]).sum((0, 1))
-            self._sums[layer] = total if self._sums[layer] is None else self._sums[layer] + total
+            previous = self._sums[layer]
+            self._sums[layer] = total if previous is None else previous + total
             if layer == 0:
                 self._positions += int(weight.sum().item())
 
@@ -79,6 +81,8 @@ class HeadMeans(HookContext):
             raise VisheadsError("no forward pass ran inside HeadMeans: there is nothing to average")
         means = {}
         for layer, total in enumerate(self._sums):
+            if total is None:
+                raise VisheadsError(f"layer {layer}'s heads produced no output inside HeadMeans; the decoder skipped it")
             by_head = (total / self._positions).float().cpu().numpy().reshape(self.shape.n_heads, self.shape.head_dim)
             for head in range(self.shape.n_heads):
                 means[Head(layer, head)] = by_head[head]
@@ -90,8 +94,9 @@ def save_means(path: Path, means: dict[Head, np.ndarray], info: dict[str, Any]) 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial.npz")
-    arrays = {str(head): np.asarray(mean, dtype=np.float32) for head, mean in means.items()}
-    np.savez(partial, **arrays, **{_INFO_KEY: np.array(json.dumps(info))})
+    arrays: dict[str, np.ndarray] = {str(head): np.asarray(mean, dtype=np.float32) for head, mean in means.items()}
+    arrays[_INFO_KEY] = np.array(json.dumps(info))
+    np.savez(partial, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its allow_pickle flag
     os.replace(partial, path)
 
 

@@ -43,7 +43,10 @@ def count_heads(count: int | str, total_heads: int) -> int:
     """
     if isinstance(count, int):
         return count
-    share = Fraction(_PERCENT.match(count).group(1)) * total_heads / 100
+    match = _PERCENT.match(count)
+    if match is None:
+        raise VisheadsError(f"head count '{count}' is neither a whole number nor a percentage such as 10%")
+    share = Fraction(match.group(1)) * total_heads / 100
     return max(1, math.floor(share + Fraction(1, 2)))
 
 

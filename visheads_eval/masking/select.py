@@ -44,13 +44,15 @@ def select_heads(selection: Selection, shape: HeadShape, ranking: pd.DataFrame |
     where = _stage_phrase(selection.stage, shape)
     if selection.order == "random":
         _check_fits(k, selection.k, len(pool), where)
-        return draw_heads(pool, k, selection.seed)
+        return draw_heads(pool, k, _seed(selection))
     if ranking is None:
         raise VisheadsError(f"a {selection.order} selection needs a ranking of the model's heads")
     ranked = ranked_heads(ranking, pool)
     if selection.order == "top":
         _check_fits(k, selection.k, len(pool), where)
         return sorted(ranked[:k])
+    if selection.exclude_top is None:
+        raise VisheadsError("an others selection needs exclude_top (the spec parser sets its default)")
     n_top = count_heads(selection.exclude_top, total)
     if n_top >= len(pool):
         raise VisheadsError(
@@ -60,7 +62,14 @@ def select_heads(selection: Selection, shape: HeadShape, ranking: pd.DataFrame |
     top = set(ranked[:n_top])
     candidates = [head for head in pool if head not in top]
     _check_fits(k, selection.k, len(candidates), f"{where} outside its top {n_top}")
-    return draw_heads(candidates, k, selection.seed)
+    return draw_heads(candidates, k, _seed(selection))
+
+
+def _seed(selection: Selection) -> int:
+    """The seed of a selection that draws at random (the spec parser gives every random and others selection one)."""
+    if selection.seed is None:
+        raise VisheadsError(f"a {selection.order} selection draws at random and needs a seed")
+    return selection.seed
 
 
 def _stage_phrase(stage: str, shape: HeadShape) -> str:

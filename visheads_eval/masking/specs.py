@@ -175,14 +175,16 @@ def _resolve(spec: MaskSpec, shape: HeadShape, model: str | None, ranking: Path 
         for head in spec.heads:
             shape.check(head)
         heads = list(spec.heads)
-    else:
+    elif spec.select is not None:
         table = None
         if spec.select.order in ("top", "others"):
-            ranking_path = _ranking_path(spec, model, ranking)
+            ranking_path = _ranking_path(spec.select.order, model, ranking)
             table = read_ranking(ranking_path, shape)
             _check_ranked_weights(ranking_path, weights)
             ranking_sha256 = hashlib.sha256(ranking_path.read_bytes()).hexdigest()
         heads = select_heads(spec.select, shape, table)
+    else:
+        raise VisheadsError(f"mask spec {spec.name} has neither heads nor select")
     means_path = _means_path(spec, model, ranking) if spec.mode == "mean" else None
     return ResolvedMask(
         name=spec.name,
@@ -212,18 +214,18 @@ def _check_ranked_weights(ranking_path: Path, weights: dict | None) -> None:
         )
 
 
-def _ranking_path(spec: MaskSpec, model: str | None, ranking: Path | str | None) -> Path:
+def _ranking_path(order: str, model: str | None, ranking: Path | str | None) -> Path:
     if ranking is not None:
         path = Path(ranking).expanduser().resolve()
         if not path.is_file():
             raise VisheadsError(f"ranking file {path} does not exist")
         return path
     if model is None:
-        raise VisheadsError(f"selecting {spec.select.order} heads needs a ranking of the model's heads; pass ranking=FILE (--ranking FILE)")
+        raise VisheadsError(f"selecting {order} heads needs a ranking of the model's heads; pass ranking=FILE (--ranking FILE)")
     path = default_ranking_path(model)
     if not path.is_file():
         raise VisheadsError(
-            f"selecting {spec.select.order} heads needs a ranking of {model}, and its default ranking {path} does not exist; "
+            f"selecting {order} heads needs a ranking of {model}, and its default ranking {path} does not exist; "
             f"make it with `visheads rank ... --out {path}` or pass ranking=FILE (--ranking FILE)"
         )
     return path
@@ -232,12 +234,15 @@ def _ranking_path(spec: MaskSpec, model: str | None, ranking: Path | str | None)
 def _means_path(spec: MaskSpec, model: str | None, ranking: Path | str | None) -> Path:
     if spec.means is not None:
         return spec.means
-    if ranking is None and model is None:
+    if ranking is not None:
+        ranking_file = Path(ranking).expanduser().resolve()
+    elif model is not None:
+        ranking_file = default_ranking_path(model)
+    else:
         raise VisheadsError(
             "mode mean needs reference means: give `means: FILE.npz` in the spec, or a ranking "
             "(ranking=FILE) to find <ranking stem>.means.npz next to it"
         )
-    ranking_file = Path(ranking).expanduser().resolve() if ranking is not None else default_ranking_path(model)
     path = ranking_file.with_name(f"{ranking_file.stem}.means.npz")
     if not path.is_file():
         raise VisheadsError(

@@ -342,9 +342,12 @@ class RecordWriter:
                 pa.array(values.reshape(-1)), size, mask=None if present.all() else pa.array(~present)
             )
         if self.logit_lens:
-            columns[LENS_TOKEN_COLUMN] = pa.array([row.lens["answer_token"] for row in rows], pa.int32())
+            lenses = [row.lens for row in rows if row.lens is not None]
+            if len(lenses) != len(rows):
+                raise VisheadsError("a record without the logit lens in a run that records it")  # add() checks every record
+            columns[LENS_TOKEN_COLUMN] = pa.array([lens["answer_token"] for lens in lenses], pa.int32())
             for name, dtype in LENS_STATISTICS.items():
-                values = np.stack([row.lens[name] for row in rows]).astype(dtype, copy=False)  # (sample, n_layers + 1)
+                values = np.stack([lens[name] for lens in lenses]).astype(dtype, copy=False)  # (sample, n_layers + 1)
                 columns[lens_column(name)] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), self.n_layers + 1)
         return pa.table(columns, schema=self._schema)
 
