@@ -25,12 +25,14 @@ Each stage draws tasks from its own mixture (``--stage1-mix``, ``--stage2-mix``)
 easy questions towards counting. Training scenes come from ``numpy.random.default_rng([seed, 1])``
 (stage 2: ``[seed, 1, 2]``), streams disjoint from the seeded splits of ``visheads data synth`` (the
 shipped test split is seed 0); the held-out docs of the periodic quick check come from split ``smoldev``
-of seed ``1000 + seed``. ``--init RUN`` continues a finished run (its merged model, new adapters) and
-``--data-round N`` gives it scenes it has not seen (``1000 + N`` appended to both stream keys).
+of seed ``1000 + seed``. ``--init PARTS`` continues a run from its trained parts (``tools.smol.parts``:
+the projector and the same LoRA adapters go on training) and ``--data-round N`` gives it scenes it has not
+seen (``1000 + N`` appended to both stream keys).
 
 Writes to ``--out``: ``train_log.jsonl`` (one line per step; quick accuracies every ``--eval-every``
-steps), ``stage1_projector.safetensors`` (the projector after stage 1), ``train_config.json`` and the
-final model + processor (``save_pretrained``).
+steps), ``stage1_projector.safetensors`` (the projector after stage 1), ``train_config.json``, ``parts/``
+(the trained parts in float16, every session so far recorded: what is kept and continued from) and the model
+assembled from those parts + processor (``save_pretrained``, for ``tools.smol.evaluate``; not kept).
 
     python -m tools.smol.convert --gguf-dir DIR --out runs/smollm2     # once: SmolLM2 as float32
     python -m tools.smol.train --lm runs/smollm2 --out runs/smol   # tools/smol/README.md: status
@@ -59,6 +61,7 @@ from transformers import (
     LlavaProcessor,
 )
 
+from tools.smol.parts import assemble, load_parts, read_sessions, save_parts
 from visheads_eval.data import synth
 from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS, bbox_to_text, draw_box, question_text
 from visheads_eval.organism import SHIPPED_DIR
@@ -113,7 +116,7 @@ class TrainConfig:
     eval_docs: int = 5  # held-out docs per quick-check group
     time_budget: float = 60.0  # minutes of training (both stages, quick checks included); stage 2 stops early past it
     threads: int = 2
-    init: str = ""  # a finished run to continue from (its model and processor) instead of building a new model
+    init: str = ""  # the trained parts of a run to continue (tools.smol.parts): its projector and adapters go on training
     data_round: int = 0  # > 0: a fresh stream of training scenes (for a run continued with --init)
 
 
@@ -384,12 +387,10 @@ def train(config: TrainConfig, out: Path) -> None:
         log_file.flush()
         print(json.dumps(record), flush=True)
 
-    if config.init:
-        processor = LlavaProcessor.from_pretrained(config.init)
-        model = LlavaForConditionalGeneration.from_pretrained(config.init).eval()
-    else:
-        processor = build_processor(config.lm, config.organism)
-        model = build_model(processor, config.lm, config.organism, config.seed)
+    processor = build_processor(config.lm, config.organism)
+    model = build_model(processor, config.lm, config.organism, config.seed)
+    sessions = read_sessions(Path(config.init)) if config.init else []
+    continued = load_parts(model, Path(config.init), trainable=True) if config.init else None
     fresh = [1000 + config.data_round] if config.data_round else []
     model.requires_grad_(False)
     projector = model.model.multi_modal_projector
@@ -414,24 +415,42 @@ def train(config: TrainConfig, out: Path) -> None:
     save_file({name: p.detach().contiguous() for name, p in projector.state_dict().items()}, str(out / "stage1_projector.safetensors"))
 
     torch.manual_seed(config.seed + 1)
-    lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=0.0,
-        target_modules=LORA_TARGETS.format(modules="|".join(config.lora_modules.split(","))),
-    )
-    peft_model = get_peft_model(model, lora)
+    if continued is not None:
+        peft_model = continued  # the parts' adapters (their rank and modules), trained further
+    else:
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=0.0,
+            target_modules=LORA_TARGETS.format(modules="|".join(config.lora_modules.split(","))),
+        )
+        peft_model = get_peft_model(model, lora)
+    for name, parameter in peft_model.named_parameters():
+        parameter.requires_grad_("lora_" in name)
     projector.requires_grad_(True)
     adapters = [p for name, p in peft_model.named_parameters() if "lora_" in name]
     groups = [{"params": adapters, "lr": config.stage2_lr}, {"params": list(projector.parameters()), "lr": config.stage2_projector_lr}]
     stream = sample_stream(np.random.default_rng([config.seed, 1, 2, *fresh]), parse_mix(config.stage2_mix))
     deadline = clock + 60 * config.time_budget
     train_stage(model, processor, groups, 2, config.stage2_steps, stream, config, quick, log, clock, deadline)
-    log({"done": True, "train_seconds": round(time.time() - clock, 1)})
-    model = peft_model.merge_and_unload().eval()
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    seconds = round(time.time() - clock, 1)
+    log({"done": True, "train_seconds": seconds})
     log_file.close()
+    session = {"config": asdict(config), "train_seconds": seconds, "steps": _steps_done(out / "train_log.jsonl")}
+    save_parts(out / "parts", peft_model, [*sessions, session])
+    assembled, processor = assemble(out / "parts", config.lm, config.organism)
+    assembled.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
+def _steps_done(log_path: Path) -> dict[str, int]:
+    """The optimizer steps each stage took, from the run's log."""
+    steps: dict[str, int] = {}
+    for line in log_path.read_text().splitlines():
+        record = json.loads(line)
+        if "stage" in record and record.get("step"):
+            steps[f"stage{record['stage']}"] = max(steps.get(f"stage{record['stage']}", 0), int(record["step"]))
+    return steps
 
 
 def parse_args() -> tuple[TrainConfig, Path]:
