@@ -96,6 +96,7 @@ def test_lm_eval_run_scores_and_records_as_the_lmms_eval_run(tmp_path: Path, cap
         ("position=first", "position=first is not one of last_prompt, answer"),
         ("logit_lens=true", "logit_lens=true is recorded with the heads: give record=<dir> as well"),
         ("image_max_side=224", "llava_visheads keeps images as the task gives them"),
+        ("mask_dri=specs", "unknown model_args key 'mask_dri' for llava_visheads (did you mean 'mask_dir'?)"),
     ],
 )
 def test_bad_model_args_stop_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str], own: str, message: str) -> None:

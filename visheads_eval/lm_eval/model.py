@@ -3,8 +3,9 @@
 ``LlavaVisheadsLM`` subclasses lm-eval's ``HFMultimodalLM`` and changes what lm-eval's own
 ``hf_steered`` changes, in its style: this project's model_args are checked and popped before the parent
 loads anything (the same checks and one-line errors as the lmms-eval model: a mask, ranking or record folder
-that does not fit, a family the model does not take; ``hf-multimodal``'s own arguments stay lm-eval's to
-check, and any it does not know reach ``from_pretrained`` as they do in ``hf-multimodal``), and every batch's
+that does not fit, a family the model does not take, a key one typo away from this project's own;
+``hf-multimodal``'s own arguments stay lm-eval's to check, and other keys reach ``from_pretrained`` as they do
+in ``hf-multimodal``), and every batch's
 ``generate`` runs inside the run's :class:`~visheads_eval.instrumentation.Instrumentation` (masks,
 recorder, records), installed for that call and removed in ``finally``. Which document each row of a
 batch answers is read from the requests lm-eval hands ``generate_until``: the images of a row are the very
@@ -20,6 +21,7 @@ own image settings (``min_pixels``/``max_pixels`` reach the processor as they do
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -28,7 +30,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.hf_vlms import HFMultimodalLM
 from lm_eval.utils import simple_parse_args_string
 
-from visheads_eval.errors import VisheadsError
+from visheads_eval.errors import VisheadsError, did_you_mean
 from visheads_eval.instrumentation import DocContext, Instrumentation, generate_through
 from visheads_eval.model_args import DEFAULT_PRETRAINED, LLAVA_FAMILY, OWN_ARGS, CheckedArgs, check_model, flag
 from visheads_eval.processors import load_processor
@@ -39,6 +41,28 @@ from visheads_eval.sharing import Shareable, shared_or_loaded
 SPLIT = "test"
 # hf-multimodal's resizing would move a question's box (given in the image's own pixels) off its tokens.
 _RESIZING = ("image_width", "image_height", "image_max_side", "min_pixels", "max_pixels")
+
+
+def parent_arg_names() -> tuple[str, ...]:
+    """The model_args ``hf-multimodal`` (and ``HFLM`` under it) takes by name."""
+    from lm_eval.models.huggingface import HFLM
+
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parents = {p.name for cls in (HFMultimodalLM, HFLM) for p in inspect.signature(cls.__init__).parameters.values() if p.kind in named}
+    return tuple(sorted(parents - {"self"}))
+
+
+def _check_near_misses(model_args: dict[str, Any], model_id: str) -> None:
+    """Refuse a key that neither hf-multimodal nor this project takes and that is one typo away from this project's
+    own (``mask_dri``): hf-multimodal would hand it to ``from_pretrained``, which fails with a TypeError after
+    loading the weights. Other unknown keys (``device_map``, ``attn_implementation``) are from_pretrained's own."""
+    known = {*parent_arg_names(), *OWN_ARGS}
+    for key in model_args:
+        suggestion = did_you_mean(key, OWN_ARGS) if key not in known else ""
+        if suggestion:
+            raise VisheadsError(
+                f"unknown model_args key '{key}' for {model_id}{suggestion}; hf-multimodal would pass it to from_pretrained"
+            )
 
 
 @register_model("llava_visheads")
@@ -67,6 +91,7 @@ class LlavaVisheadsLM(Shareable, HFMultimodalLM):
             raise VisheadsError(
                 f"{cls.model_id} keeps images as the task gives them (boxes and records are in their pixels); drop {', '.join(resizing)}"
             )
+        _check_near_misses(kwargs, cls.model_id)
         own = {key: kwargs.pop(key) for key in list(kwargs) if key in OWN_ARGS}
         return check_model(
             str(kwargs.get("pretrained", DEFAULT_PRETRAINED)),
