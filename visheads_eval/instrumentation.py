@@ -68,7 +68,7 @@ def _has_region(context: DocContext) -> bool:
 
 
 class Instrumentation:
-    """The masks, recorder, records and means of one ``llava_visheads`` run."""
+    """The masks, recorder, records and means of one run of ``llava_visheads`` or ``visheads``."""
 
     def __init__(self, checked: CheckedArgs) -> None:
         options = checked.own
