@@ -342,14 +342,15 @@ def train_stage(
     log: Callable[[dict], None],
     clock: float,
     deadline: float = math.inf,
-) -> None:
+) -> int:
     """``steps`` AdamW steps on the answer-only loss, over the parameter ``groups`` (each with its ``lr``).
     With LoRA, ``model`` is the wrapped model itself: peft injects the adapters into its modules. Stops
-    after the step that ends past ``deadline`` (a ``time.time()`` value), with a last quick check."""
+    after the step that ends past ``deadline`` (a ``time.time()`` value), with a last quick check. Returns the steps taken."""
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     base = [group["lr"] for group in optimizer.param_groups]
     params = [p for group in groups for p in group["params"]]
     model.train()
+    taken = 0
     for step in range(steps):
         factor = lr_factor(step, steps, config.warmup)
         for group, lr in zip(optimizer.param_groups, base, strict=False):
@@ -371,8 +372,10 @@ def train_stage(
             record["quick"] = quick_accuracy(model, processor, quick)
             record["elapsed_after_eval"] = round(time.time() - clock, 1)
         log(record)
+        taken = step + 1
         if last:
             break
+    return taken
 
 
 def train(config: TrainConfig, out: Path) -> None:
@@ -400,7 +403,7 @@ def train(config: TrainConfig, out: Path) -> None:
     clock = time.time()
     log({"stage": 1, "step": 0, "quick": quick_accuracy(model, processor, quick), "elapsed": 0.0})
     clock = time.time()
-    train_stage(
+    stage1_steps = train_stage(
         model,
         processor,
         [{"params": list(projector.parameters()), "lr": config.stage1_lr}],
@@ -432,25 +435,16 @@ def train(config: TrainConfig, out: Path) -> None:
     groups = [{"params": adapters, "lr": config.stage2_lr}, {"params": list(projector.parameters()), "lr": config.stage2_projector_lr}]
     stream = sample_stream(np.random.default_rng([config.seed, 1, 2, *fresh]), parse_mix(config.stage2_mix))
     deadline = clock + 60 * config.time_budget
-    train_stage(model, processor, groups, 2, config.stage2_steps, stream, config, quick, log, clock, deadline)
+    stage2_steps = train_stage(model, processor, groups, 2, config.stage2_steps, stream, config, quick, log, clock, deadline)
     seconds = round(time.time() - clock, 1)
     log({"done": True, "train_seconds": seconds})
     log_file.close()
-    session = {"config": asdict(config), "train_seconds": seconds, "steps": _steps_done(out / "train_log.jsonl")}
+    steps = {name: taken for name, taken in (("stage1", stage1_steps), ("stage2", stage2_steps)) if taken}
+    session = {"config": asdict(config), "train_seconds": seconds, "steps": steps}
     save_parts(out / "parts", peft_model, [*sessions, session])
     assembled, processor = assemble(out / "parts", config.lm, config.organism)
     assembled.save_pretrained(out)
     processor.save_pretrained(out)
-
-
-def _steps_done(log_path: Path) -> dict[str, int]:
-    """The optimizer steps each stage took, from the run's log."""
-    steps: dict[str, int] = {}
-    for line in log_path.read_text().splitlines():
-        record = json.loads(line)
-        if "stage" in record and record.get("step"):
-            steps[f"stage{record['stage']}"] = max(steps.get(f"stage{record['stage']}", 0), int(record["step"]))
-    return steps
 
 
 def parse_args() -> tuple[TrainConfig, Path]:
