@@ -78,6 +78,10 @@ def test_wheel_is_the_tool_without_training_code_or_test_fixtures(wheel: Path) -
     weights = {Path(name).name for name in names if name.startswith("visheads_eval/organism/weights/")}
     assert {"model.safetensors", "config.json", "tokenizer.json", "processor_config.json", "train_config.json", "summary.json"} <= weights
     assert "train_log.jsonl" not in weights
+    smol = "visheads_eval/organism/smol_parts/"
+    parts = {name.removeprefix(smol) for name in names if name.startswith(smol)}
+    assert parts == {"parts.json", "projector.safetensors", "adapter/adapter_config.json", "adapter/adapter_model.safetensors"}
+    assert {"visheads_eval/tasks/pointqa/pointqa_plain_colour.yaml", "visheads_eval/tasks/pointqa/_attribute_template_yaml"} <= set(names)
 
 
 @pytest.mark.slow

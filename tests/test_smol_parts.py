@@ -12,7 +12,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import LlavaForConditionalGeneration
 
-from tools.smol.parts import PARTS_FILE, PROJECTOR_FILE, load_parts, read_sessions, save_parts
+from tools.smol.parts import save_parts
+from visheads_eval.errors import VisheadsError
+from visheads_eval.organism.smol import PARTS_FILE, PROJECTOR_FILE, load_parts, read_sessions
 from visheads_eval.processors import load_processor
 
 
@@ -69,5 +71,5 @@ def test_parts_restore_the_trained_model_in_float16(tiny_models: dict[str, Path]
 def test_parts_whose_files_changed_are_refused(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     parts = save_parts(tmp_path / "parts", _trained(tiny_models["llava_llama"]), [])
     (parts / PROJECTOR_FILE).write_bytes((parts / PROJECTOR_FILE).read_bytes()[:-2] + b"\x00\x00")
-    with pytest.raises(SystemExit, match=f"does not match the SHA-256 recorded in {parts / PARTS_FILE}"):
+    with pytest.raises(VisheadsError, match=f"does not match the SHA-256 recorded in {parts / PARTS_FILE}"):
         read_sessions(parts)

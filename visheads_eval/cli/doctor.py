@@ -65,6 +65,7 @@ def diagnose() -> Iterator[Finding]:
     yield check_lm_eval_model()
     yield check_launcher()
     yield check_organism()
+    yield check_smol()
     yield from check_gpu()
 
 
@@ -212,6 +213,22 @@ def check_organism() -> Finding:
     if loads == SHIPPED_DIR:
         return Finding("ok", f"visheads-tiny: the shipped organism ({SHIPPED_DIR})")
     return Finding("note", f"visheads-tiny: a re-trained organism installed in {installed_dir()} (delete it to use the shipped one)")
+
+
+def check_smol() -> Finding:
+    """Whether ``pretrained=visheads-smol`` can load: the smol extra installed, the shipped parts intact, assembled or not."""
+    from visheads_eval.errors import VisheadsError
+    from visheads_eval.organism import smol
+
+    try:
+        smol.gguf_path()
+        smol.read_sessions(smol.PARTS_DIR)
+        assembled = smol.is_assembled()
+    except VisheadsError as error:
+        return Finding("note", f"visheads-smol cannot load: {error}")
+    if assembled:
+        return Finding("ok", f"visheads-smol: assembled in {smol.installed_dir()}")
+    return Finding("ok", f"visheads-smol can load: it is assembled into {smol.installed_dir()} on first use (about 40 s, 540 MB)")
 
 
 def check_gpu() -> Iterator[Finding]:

@@ -21,12 +21,18 @@ from typing import Any
 
 import yaml
 
+from visheads_eval.data.attribute_task import ATTRIBUTES
 from visheads_eval.data.local_benchmarks import BENCHMARKS, LocalBenchmark
-from visheads_eval.data.pointqa import DEFAULT_PRESET, get_preset
+from visheads_eval.data.pointqa import DEFAULT_PRESET, VARIANTS, get_preset
 from visheads_eval.errors import VisheadsError
 from visheads_eval.resources import tasks_dir
 
 POINTQA_DATA = Path("data") / "test.parquet"  # relative to the PointQA task folder
+# The attribute tasks' files among the shipped PointQA tasks (visheads_eval.data.attribute_task).
+ATTRIBUTE_TASK_FILES = frozenset(
+    ["_attribute_template_yaml", "pointqa_attributes.yaml"]
+    + [f"pointqa_{rendering}_{attribute}.yaml" for rendering in VARIANTS for attribute in ATTRIBUTES]
+)
 _LOCAL_BUILDERS = ("csv", "json", "parquet", "text", "pandas", "arrow")  # lmms-eval's local dataset_path values
 
 
@@ -94,18 +100,22 @@ def staged_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(staging)
 
 
-def copy_pointqa_tasks(folder: Path, preset: str = DEFAULT_PRESET) -> list[Path]:
-    """Copy the shipped PointQA task YAMLs (six tasks, their template, the group) into ``folder``, the six
-    tasks rendering with ``preset`` (said in their ``lmms_eval_specific_kwargs`` and their metadata)."""
+def copy_pointqa_tasks(folder: Path, preset: str = DEFAULT_PRESET, attributes: bool = False) -> list[Path]:
+    """Copy the shipped PointQA task YAMLs (the six counting tasks, their template, the group) into ``folder``, the
+    six rendering with ``preset`` (said in their ``lmms_eval_specific_kwargs`` and their metadata); with
+    ``attributes``, the four attribute tasks too (:data:`ATTRIBUTE_TASK_FILES`: they read synthetic docs only,
+    whose object is "<colour> <shape>", and draw the ``visheads`` box)."""
     get_preset(preset)
     source = tasks_dir() / "pointqa"
     copied = []
     for path in sorted(source.iterdir()):
         if not (path.is_file() and (path.suffix == ".yaml" or path.name.endswith("_yaml"))):
             continue
+        if path.name in ATTRIBUTE_TASK_FILES and not attributes:
+            continue
         target = folder / path.name
         config = read_task_yaml(path) if path.suffix == ".yaml" else {}
-        if "lmms_eval_specific_kwargs" in config:
+        if "preset" in config.get("lmms_eval_specific_kwargs", {}).get("default", {}):
             config["lmms_eval_specific_kwargs"]["default"]["preset"] = preset
             config["metadata"]["preset"] = preset
             target.write_text(task_yaml_text(config))
