@@ -168,12 +168,10 @@ def run_sweep(
 
 
 def _summary(results_file: Path) -> str:
-    """Each metric's mean over the tasks, as one short phrase."""
+    """Each metric's mean over the tasks that report it, as one short phrase."""
     values: dict[str, list[float]] = {}
     for metrics in json.loads(results_file.read_text())["results"].values():
         for name, value in metrics.items():
             if "," in name and "stderr" not in name and isinstance(value, (int, float)):
                 values.setdefault(name.split(",")[0], []).append(float(value))
-    n_tasks = max((len(v) for v in values.values()), default=0)
-    mean = ", ".join(f"{name} {sum(v) / len(v):.3f}" for name, v in values.items())
-    return f"{mean} (mean of {n_tasks} tasks)" if n_tasks > 1 else mean
+    return ", ".join(f"{name} {sum(v) / len(v):.3f}" + (f" (mean of {len(v)} tasks)" if len(v) > 1 else "") for name, v in values.items())

@@ -32,6 +32,24 @@ class PairedDrop:
     p_mcnemar: float  # exact McNemar test: masked and unmasked correct equally often
 
 
+def paired_interval(base: np.ndarray, ablated: np.ndarray, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% paired bootstrap interval, in points, of ``mean(base) - mean(ablated)``: per-document scores in 0..1
+    (correctness, or a correctness averaged over several masked runs), one entry per document in both."""
+    if np.array_equal(base, ablated):
+        return 0.0, 0.0
+    interval = stats.bootstrap(
+        (base, ablated),
+        lambda b, a, axis: 100.0 * (b.mean(axis=axis) - a.mean(axis=axis)),
+        paired=True,
+        vectorized=True,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return float(interval.low), float(interval.high)
+
+
 def paired_drop(unmasked: Mapping[int, bool], masked: Mapping[int, bool], seed: int = BOOTSTRAP_SEED) -> PairedDrop | None:
     """The drop over the documents in both ``{doc_id: correct}`` maps; ``None`` when they share none."""
     docs = sorted(unmasked.keys() & masked.keys())
@@ -40,20 +58,7 @@ def paired_drop(unmasked: Mapping[int, bool], masked: Mapping[int, bool], seed: 
     base = np.array([unmasked[doc] for doc in docs], dtype=float)
     ablated = np.array([masked[doc] for doc in docs], dtype=float)
     drop = 100.0 * (base.mean() - ablated.mean())
-    if np.array_equal(base, ablated):
-        low = high = 0.0
-    else:
-        interval = stats.bootstrap(
-            (base, ablated),
-            lambda b, a, axis: 100.0 * (b.mean(axis=axis) - a.mean(axis=axis)),
-            paired=True,
-            vectorized=True,
-            n_resamples=BOOTSTRAP_RESAMPLES,
-            confidence_level=0.95,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        ).confidence_interval
-        low, high = float(interval.low), float(interval.high)
+    low, high = paired_interval(base, ablated, seed)
     only_unmasked = int(((base == 1) & (ablated == 0)).sum())
     only_masked = int(((base == 0) & (ablated == 1)).sum())
     discordant = only_unmasked + only_masked
