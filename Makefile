@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock lint test test-quick demo demo-docs clean
+.PHONY: setup lock lint test test-quick demo demo-smol demo-docs demo-smol-docs clean
 
 setup: $(STAMP)
 
@@ -50,11 +50,22 @@ test-quick: lint
 demo: $(STAMP)
 	$(VENV)/bin/visheads demo --out demo_out
 
+# The paper's question on visheads-smol, a text-pretrained language model whose heads nobody designed: top-k
+# against random-k heads, ranked on a split of their own (docs/organism.md; assembles the model once, ~40 s).
+demo-smol: $(STAMP)
+	$(VENV)/bin/visheads demo --pretrained visheads-smol --out demo_smol_out
+
 # The three demo figures docs/organism.md shows, copied into docs/demo/ (it quotes demo_out/leaderboard.md).
 DEMO_SHOWN := figures/heatmap_region_attn.png figures/attention_vs_concentration.png lens/logit_lens.png
 demo-docs: demo
 	mkdir -p docs/demo
 	cp $(addprefix demo_out/,$(DEMO_SHOWN)) docs/demo/
+
+# The two figures of visheads-smol's study docs/organism.md shows, into docs/demo_smol/ (it quotes demo_smol_out/study.md).
+DEMO_SMOL_SHOWN := figures/heatmap_image_attn.png lens/logit_lens.png
+demo-smol-docs: demo-smol
+	mkdir -p docs/demo_smol
+	cp $(addprefix demo_smol_out/,$(DEMO_SMOL_SHOWN)) docs/demo_smol/
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
