@@ -12,6 +12,7 @@ from lmms_eval.utils import load_yaml_config
 from PIL import Image
 
 from fixtures.pointqa_docs import BOX_TEXT, pointqa_docs
+from fixtures.task_kwargs import task_kwargs
 from visheads_eval.data import synth
 from visheads_eval.data.attribute_task import (
     attribute_doc_to_text,
@@ -26,14 +27,6 @@ from visheads_eval.errors import VisheadsError
 from visheads_eval.resources import tasks_dir
 
 TASKS = [f"pointqa_{rendering}_{attribute}" for rendering in ("plain", "visual") for attribute in ("colour", "shape")]
-
-
-def _kwargs(task: str) -> dict:
-    """The task's lmms_eval_specific_kwargs as lmms-eval resolves them for a model with no block of its own."""
-    config = load_yaml_config(str(tasks_dir() / "pointqa" / f"{task}.yaml"), mode="full")
-    kwargs = dict(config["lmms_eval_specific_kwargs"])
-    kwargs.update(kwargs["default"])
-    return kwargs
 
 
 def test_shipped_tasks_ask_what_their_names_say_and_form_a_group() -> None:
@@ -59,14 +52,14 @@ def test_prompts_written_out_by_hand(task: str) -> None:
             if rendering == "plain"
             else f"What {attribute} is the object in the box?"
         )
-        assert attribute_doc_to_text(doc, _kwargs(task)) == f"{expected}\nAnswer with a single word."
+        assert attribute_doc_to_text(doc, task_kwargs(task)) == f"{expected}\nAnswer with a single word."
 
 
 def test_visual_rendering_draws_the_box_and_plain_leaves_the_image_alone() -> None:
     doc = pointqa_docs()[0]  # 100x80, box x 10..39, y 20..59
-    (plain,) = attribute_doc_to_visual(doc, _kwargs("pointqa_plain_colour"))
+    (plain,) = attribute_doc_to_visual(doc, task_kwargs("pointqa_plain_colour"))
     assert list(plain.getdata()) == list(doc["image"].getdata())
-    (visual,) = attribute_doc_to_visual(doc, _kwargs("pointqa_visual_shape"))
+    (visual,) = attribute_doc_to_visual(doc, task_kwargs("pointqa_visual_shape"))
     assert visual.getpixel((10, 20)) == (255, 0, 0) and visual.getpixel((39, 59)) == (255, 0, 0)
     assert visual.getpixel((13, 40)) == doc["image"].getpixel((13, 40))
 

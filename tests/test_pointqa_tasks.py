@@ -13,6 +13,7 @@ import pytest
 from lmms_eval.utils import load_yaml_config
 
 from fixtures.pointqa_docs import BOX_TEXT, pointqa_docs
+from fixtures.task_kwargs import task_kwargs
 from visheads_eval.data.pointqa import DEFAULT_PRESET
 from visheads_eval.data.pointqa_parquet import write_pointqa_parquet
 from visheads_eval.data.pointqa_task import (
@@ -35,14 +36,6 @@ QUESTIONS = {
 }
 
 
-def _task_kwargs(task: str) -> dict:
-    """The task's lmms_eval_specific_kwargs as lmms-eval resolves them for a model with no block of its own."""
-    config = load_yaml_config(str(tasks_dir() / "pointqa" / f"{task}.yaml"), mode="full")
-    kwargs = dict(config["lmms_eval_specific_kwargs"])
-    kwargs.update(kwargs["default"])
-    return kwargs
-
-
 def test_shipped_tasks_share_the_template_and_the_defaults_of_the_shared_prompt_code() -> None:
     for task in TASKS:
         config = load_yaml_config(str(tasks_dir() / "pointqa" / f"{task}.yaml"), mode="full")
@@ -61,23 +54,23 @@ def test_shipped_tasks_share_the_template_and_the_defaults_of_the_shared_prompt_
 def test_prompts_name_the_question_and_give_the_box_in_text_only_when_plain(task: str) -> None:
     _, rendering, kind = task.split("_")
     for doc in pointqa_docs():
-        text = pointqa_doc_to_text(doc, _task_kwargs(task))
+        text = pointqa_doc_to_text(doc, task_kwargs(task))
         box = f" The object is at {BOX_TEXT[doc['id']]}." if rendering == "plain" else ""
         assert text == f"{QUESTIONS[kind]}{box}\nAnswer with a single number."
 
 
 def test_visual_rendering_draws_the_yaml_box_and_plain_leaves_the_image_alone() -> None:
     doc = pointqa_docs()[0]  # 100x80, box x 10..39, y 20..59
-    (plain,) = pointqa_doc_to_visual(doc, _task_kwargs("pointqa_plain_general"))
+    (plain,) = pointqa_doc_to_visual(doc, task_kwargs("pointqa_plain_general"))
     assert list(plain.getdata()) == list(doc["image"].getdata())
-    (visual,) = pointqa_doc_to_visual(doc, _task_kwargs("pointqa_visual_general"))
+    (visual,) = pointqa_doc_to_visual(doc, task_kwargs("pointqa_visual_general"))
     assert visual.size == (100, 80)
     red = (255, 0, 0)
     assert visual.getpixel((10, 20)) == red and visual.getpixel((39, 59)) == red and visual.getpixel((12, 40)) == red
     assert visual.getpixel((13, 40)) == doc["image"].getpixel((13, 40)), "a 3-pixel outline, not more"
     assert doc["image"].getpixel((10, 20)) == (200, 200, 200), "the doc's image is not drawn on"
 
-    thin_blue = {**_task_kwargs("pointqa_visual_general"), "box_colour": "blue", "box_width": 1}
+    thin_blue = {**task_kwargs("pointqa_visual_general"), "box_colour": "blue", "box_width": 1}
     (visual,) = pointqa_doc_to_visual(doc, thin_blue)
     assert visual.getpixel((10, 40)) == (0, 0, 255) and visual.getpixel((11, 40)) == doc["image"].getpixel((11, 40))
 
@@ -93,7 +86,7 @@ def test_visual_rendering_draws_the_yaml_box_and_plain_leaves_the_image_alone() 
     ],
 )
 def test_bad_task_settings_fail_with_one_clear_line(change: dict, message: str) -> None:
-    kwargs = {**_task_kwargs("pointqa_visual_general"), **change}
+    kwargs = {**task_kwargs("pointqa_visual_general"), **change}
     with pytest.raises(VisheadsError) as error:
         pointqa_doc_to_visual(pointqa_docs()[0], kwargs)
     assert message in str(error.value)

@@ -18,6 +18,7 @@ from visheads_eval.data import synth
 from visheads_eval.errors import VisheadsError
 from visheads_eval.model_args import check_model, resolve_pretrained
 from visheads_eval.organism import smol
+from visheads_eval.weights import file_sha256
 
 BIN = Path(sys.executable).parent
 
@@ -93,7 +94,7 @@ def test_visheads_smol_is_the_base_plus_its_parts_and_reads_the_pointed_object(t
     assert resolve_pretrained("visheads-smol") == str(folder) and (folder / "model.safetensors").stat().st_mtime_ns == written
     marker = folder / smol.ASSEMBLED_FROM
     made_from = json.loads(marker.read_text())
-    assert made_from["gguf_sha256"] == smol.sha256(smol.gguf_path()) and smol.is_assembled()
+    assert made_from["gguf_sha256"] == file_sha256(smol.gguf_path()) and smol.is_assembled()
     marker.write_text(json.dumps({**made_from, "parts_sha256": {}}))
     assert not smol.is_assembled()
     marker.write_text(json.dumps(made_from))

@@ -20,6 +20,12 @@ WEIGHT_PATTERNS = ("config.json", "*.safetensors", "*.safetensors.index.json", "
 IDENTITY_KEYS = ("checkpoint", "revision", "commit", "digest", "dtype")
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of one file's content (hex), read in blocks."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
 def checkpoint_folder(pretrained: str, revision: str = "main") -> tuple[Path | None, str | None]:
     """The local folder of ``pretrained`` (a folder, or a hub id's snapshot in the cache) and the hub
     commit it is, if any; ``(None, None)`` for a hub id that is not in the cache."""

@@ -24,7 +24,8 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
-from visheads_eval.organism.smol import ADAPTER_DIR, ADAPTER_WEIGHTS, PARTS_FILE, PROJECTOR_FILE, assemble, sha256
+from visheads_eval.organism.smol import ADAPTER_DIR, ADAPTER_WEIGHTS, PARTS_FILE, PROJECTOR_FILE, assemble
+from visheads_eval.weights import file_sha256
 
 
 def save_parts(out: Path, model: PeftModel, sessions: list[dict[str, Any]]) -> Path:
@@ -46,7 +47,7 @@ def save_parts(out: Path, model: PeftModel, sessions: list[dict[str, Any]]) -> P
     record = {
         "dtype": "float16",
         "sessions": sessions,
-        "sha256": {str(path.relative_to(out)): sha256(path) for path in files},
+        "sha256": {str(path.relative_to(out)): file_sha256(path) for path in files},
     }
     (out / PARTS_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out

@@ -7,7 +7,6 @@ Writing a split into a folder that already has a manifest from this generator ad
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from tqdm import tqdm
 from visheads_eval.analysis.output import write_text_atomic
 from visheads_eval.data import synth
 from visheads_eval.errors import VisheadsError
+from visheads_eval.weights import file_sha256
 
 MANIFEST = "manifest.json"
 GENERATOR = "visheads_eval.data.synth"
@@ -46,14 +46,6 @@ def describe_generator() -> dict:
             "background_levels": list(synth.BACKGROUND_LEVELS),
         },
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(out_dir: Path) -> dict | None:
@@ -100,7 +92,7 @@ def write_splits(out_dir: Path, seed: int, splits: dict[str, int], command: str,
             "seed": seed,
             "n_docs": n_docs,
             "first_index": 0,
-            "sha256": _sha256(path),
+            "sha256": file_sha256(path),
             "answer_histogram": {str(a): answers[a] for a in sorted(answers)},
             "image_sizes": dict(sorted(layouts.items())),
             "command": command,

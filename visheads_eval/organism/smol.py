@@ -17,7 +17,6 @@ file and of the parts it was made from; changed parts or another GGUF file are a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -42,6 +41,7 @@ from transformers import (
 
 from visheads_eval.errors import VisheadsError
 from visheads_eval.user_cache import model_dir
+from visheads_eval.weights import file_sha256
 
 NAME = "visheads-smol"
 PARTS_DIR = Path(__file__).resolve().parent / "smol_parts"
@@ -71,15 +71,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-
-def sha256(path: Path) -> str:
-    """The file's SHA-256, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gguf_path() -> Path:
@@ -152,7 +143,7 @@ def read_sessions(parts: Path) -> list[dict[str, Any]]:
     """The training sessions recorded in ``parts``, after checking every file against its SHA-256."""
     record = json.loads((parts / PARTS_FILE).read_text())
     for name, digest in record["sha256"].items():
-        if sha256(parts / name) != digest:
+        if file_sha256(parts / name) != digest:
             raise VisheadsError(f"{parts / name} does not match the SHA-256 recorded in {parts / PARTS_FILE}; reinstall visheads_eval")
     return list(record["sessions"])
 
@@ -183,7 +174,7 @@ def sources() -> dict[str, Any]:
     record = json.loads((PARTS_DIR / PARTS_FILE).read_text())
     return {
         GGUF_DISTRIBUTION: importlib.metadata.version(GGUF_DISTRIBUTION),
-        "gguf_sha256": sha256(gguf_path()),
+        "gguf_sha256": file_sha256(gguf_path()),
         "parts_sha256": record["sha256"],
     }
 
