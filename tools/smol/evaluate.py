@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from PIL import Image
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from tools.smol.train import Sample, attribute_split, chat_prompt, pope_split
+from visheads_eval.data.attribute_task import first_word
 from visheads_eval.data.pointqa import QUESTION_KINDS, VARIANTS
 from visheads_eval.data.pointqa_task import pointqa_doc_to_text, pointqa_doc_to_visual, pointqa_process_results
 from visheads_eval.resources import tasks_dir
@@ -87,11 +87,6 @@ def generate(model: LlavaForConditionalGeneration, processor: LlavaProcessor, sa
             for i, text in zip(chunk, texts, strict=False):
                 answers[i] = text
     return answers
-
-
-def first_word(answer: str) -> str | None:
-    words = re.findall(r"[a-z]+", answer.lower())
-    return words[0] if words else None
 
 
 def evaluate(model_dir: Path, pointqa: Path, limit: int | None, pope_docs: int, attribute_docs: int, pope_seed: int, batch: int) -> dict:
