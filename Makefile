@@ -61,8 +61,8 @@ demo-docs: demo
 	mkdir -p docs/demo
 	cp $(addprefix demo_out/,$(DEMO_SHOWN)) docs/demo/
 
-# The two figures of visheads-smol's study docs/organism.md shows, into docs/demo_smol/ (it quotes demo_smol_out/study.md).
-DEMO_SMOL_SHOWN := figures/heatmap_image_attn.png lens/logit_lens.png
+# What docs/organism.md shows of visheads-smol's study (its report and two figures), into docs/demo_smol/.
+DEMO_SMOL_SHOWN := study.md figures/heatmap_image_attn.png lens/logit_lens.png
 demo-smol-docs: demo-smol
 	mkdir -p docs/demo_smol
 	cp $(addprefix demo_smol_out/,$(DEMO_SMOL_SHOWN)) docs/demo_smol/

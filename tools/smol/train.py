@@ -238,7 +238,8 @@ def base_model(config: TrainConfig) -> tuple[LlavaForConditionalGeneration, Llav
 def session_config(config: TrainConfig) -> dict:
     """The session's flags as parts.json keeps them: what it was built from by name, not by this machine's paths."""
     record = asdict(config)
-    record["lm"] = f"SmolLM2-135M-Instruct ({smol.GGUF_DISTRIBUTION} {importlib.metadata.version(smol.GGUF_DISTRIBUTION)}, dequantized)"
+    version = importlib.metadata.version(smol.GGUF_DISTRIBUTION)
+    record["lm"] = f"SmolLM2-135M-Instruct ({smol.GGUF_DISTRIBUTION} {version}, Q4_1 GGUF dequantized to float32)"
     record["organism"] = "visheads-tiny" if Path(config.organism) == SHIPPED_DIR else config.organism
     record["init"] = "the parts it continues (sessions above)" if config.init else ""
     return record
