@@ -26,6 +26,7 @@ BIN = Path(sys.executable).parent
 def test_without_the_smol_extra_loading_and_doctor_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from visheads_eval.cli.doctor import check_smol
 
+    smol.sources.cache_clear()  # what an earlier test of this process read with the extra installed
     real_find_spec = smol.importlib.util.find_spec
     monkeypatch.setattr(smol.importlib.util, "find_spec", lambda name: None if name == smol.GGUF_PACKAGE else real_find_spec(name))
     with pytest.raises(VisheadsError) as error:

@@ -38,11 +38,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from visheads_eval.data.attribute_task import TASKS as ATTRIBUTE_TASKS
 from visheads_eval.errors import VisheadsError
 from visheads_eval.sweep import SweepPoint
 
 POINTQA_TASKS = tuple(f"pointqa_{rendering}_{question}" for rendering in ("plain", "visual") for question in ("general", "object", "super"))
-ATTRIBUTE_TASKS = tuple(f"pointqa_{rendering}_{attribute}" for rendering in ("plain", "visual") for attribute in ("colour", "shape"))
 STAGES = ("early", "mid", "late", "all")
 SEEDS = (0, 1, 2)
 BATCH_SIZE = 16

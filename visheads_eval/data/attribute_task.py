@@ -19,6 +19,7 @@ from visheads_eval.data.pointqa import VARIANTS, bbox_to_text, draw_box
 from visheads_eval.errors import VisheadsError, did_you_mean
 
 ATTRIBUTES = ("colour", "shape")
+TASKS = tuple(f"pointqa_{rendering}_{attribute}" for rendering in VARIANTS for attribute in ATTRIBUTES)  # their YAMLs' names
 METRIC = "attribute_acc"
 POST_PROMPT = "Answer with a single word."
 _OPTION_KEYS = ("attribute", "rendering")

@@ -37,12 +37,12 @@ from PIL import Image
 from tqdm import tqdm
 
 import visheads_eval
+from visheads_eval.analysis.output import staged_folder
 from visheads_eval.data.pointqa import DEFAULT_PRESET, QUESTION_FIELDS, get_preset
 from visheads_eval.data.pointqa_parquet import doc_problem, write_pointqa_parquet
 from visheads_eval.data.task_folders import (
     POINTQA_DATA,
     copy_pointqa_tasks,
-    staged_folder,
 )
 from visheads_eval.errors import VisheadsError, did_you_mean
 

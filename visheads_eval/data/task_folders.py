@@ -10,29 +10,24 @@ files to a folder. lmms-eval searches an include path recursively, so one parent
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from visheads_eval.data.attribute_task import ATTRIBUTES
+from visheads_eval.data.attribute_task import TASKS as ATTRIBUTE_TASKS
 from visheads_eval.data.local_benchmarks import BENCHMARKS, LocalBenchmark
-from visheads_eval.data.pointqa import DEFAULT_PRESET, VARIANTS, get_preset
+from visheads_eval.data.pointqa import DEFAULT_PRESET, get_preset
 from visheads_eval.errors import VisheadsError
 from visheads_eval.resources import tasks_dir
 
 POINTQA_DATA = Path("data") / "test.parquet"  # relative to the PointQA task folder
 # The attribute tasks' files among the shipped PointQA tasks (visheads_eval.data.attribute_task).
-ATTRIBUTE_TASK_FILES = frozenset(
-    ["_attribute_template_yaml", "pointqa_attributes.yaml"]
-    + [f"pointqa_{rendering}_{attribute}.yaml" for rendering in VARIANTS for attribute in ATTRIBUTES]
-)
+ATTRIBUTE_TASK_FILES = frozenset(["_attribute_template_yaml", "pointqa_attributes.yaml", *(f"{task}.yaml" for task in ATTRIBUTE_TASKS)])
 _LOCAL_BUILDERS = ("csv", "json", "parquet", "text", "pandas", "arrow")  # lmms-eval's local dataset_path values
 
 
@@ -64,40 +59,6 @@ def read_task_yaml(path: Path) -> dict[str, Any]:
 
 def task_yaml_text(config: dict[str, Any]) -> str:
     return yaml.dump(config, Dumper=_TaskDumper, sort_keys=False, allow_unicode=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def staged_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``out`` that becomes ``out`` when the block succeeds.
-
-    ``out`` must not exist unless ``overwrite`` is given; on any error nothing is left behind.
-    """
-    out = Path(out).absolute()
-    if out.exists() and not overwrite:
-        raise VisheadsError(f"{out} already exists; choose another --out or pass --overwrite")
-    if out.exists() and not out.is_dir():
-        raise VisheadsError(f"{out} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; the finished folder gets the usual permissions
-    try:
-        yield staging
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, retired / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def copy_pointqa_tasks(folder: Path, preset: str = DEFAULT_PRESET, attributes: bool = False) -> list[Path]:

@@ -10,19 +10,18 @@ synthetic scenes from the answer alone (``tools/smol``, docs/organism.md). It is
   every training session's flags, steps and seconds (``parts.json``) and each file's SHA-256.
 
 :func:`weights_dir` assembles the model once (adapters merged, float32, about 40 s and 540 MB) into the
-user's cache (:mod:`visheads_eval.user_cache`), with ``assembled_from.json`` naming the SHA-256s of the GGUF
-file and of the parts it was made from; changed parts or another GGUF file are assembled again.
+user's cache (:mod:`visheads_eval.user_cache`; built in a hidden sibling, then renamed), with
+``assembled_from.json`` naming the SHA-256s of the GGUF file and of the parts it was made from; changed parts
+or another GGUF file are assembled again.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from visheads_eval.analysis.output import staged_folder
 from visheads_eval.errors import VisheadsError
 from visheads_eval.user_cache import model_dir
 from visheads_eval.weights import file_sha256
@@ -169,8 +169,10 @@ def assemble(parts: Path = PARTS_DIR, organism_dir: Path | None = None) -> tuple
     return merged.eval(), processor
 
 
+@functools.cache
 def sources() -> dict[str, Any]:
-    """What an assembly is made from: the GGUF file's and the parts' SHA-256s."""
+    """What an assembly is made from: the GGUF file's and the parts' SHA-256s (read once per process: neither
+    changes under a running process)."""
     record = json.loads((PARTS_DIR / PARTS_FILE).read_text())
     return {
         GGUF_DISTRIBUTION: importlib.metadata.version(GGUF_DISTRIBUTION),
@@ -192,25 +194,17 @@ def is_assembled() -> bool:
 
 def weights_dir() -> Path:
     """The folder ``pretrained=visheads-smol`` loads, assembled into the user's cache first if it is not there
-    (or was made from other parts); written to a temporary sibling and renamed, so it appears whole."""
+    (or was made from other parts); built in a temporary sibling and renamed, so it appears whole."""
     if is_assembled():
         return installed_dir()
     made_from = sources()  # fails in one line without the smol extra
     target = installed_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
     print(f"{NAME}: assembling the model once into {target} (about 40 s, 540 MB)", file=sys.stderr, flush=True)
     model, processor = assemble()
-    staging = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=target.parent))
-    try:
+    with staged_folder(target, overwrite=True) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         (staging / ASSEMBLED_FROM).write_text(json.dumps(made_from, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        with contextlib.suppress(OSError):  # another process may have renamed its own assembly in meanwhile
-            staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if not is_assembled():
         raise VisheadsError(f"{NAME}: the assembly in {target} does not match its sources; delete the folder and run again")
     return target
